@@ -1,0 +1,460 @@
+/*
+ * config.c - /etc/ipcbridge.conf: INI parsed by inih, checked key by key.
+ *
+ * Every error names the file, line, section and key and says what is wrong;
+ * the daemon refuses to start (or to reload) on the first one. Unknown keys
+ * and sections are errors too: a typo must not silently fall back to a
+ * default.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ini.h>
+
+#include "daemon.h"
+
+#define DEFAULT_QUEUE_KEY	"0x69706201"
+
+struct parse {
+	struct config	*cfg;
+	const char	*path;
+	FILE		*f;
+	int		 lineno;
+	int		 at_line_start;
+	char		*err;
+	size_t		 errlen;
+	int		 failed;
+};
+
+static char *
+xstrdup(const char *s)
+{
+	char *p = strdup(s);
+
+	if (p == NULL)
+		fatalx("out of memory");
+	return p;
+}
+
+/* inih reads through this so that we know the line a key is on. */
+static char *
+reader(char *str, int num, void *arg)
+{
+	struct parse *p = arg;
+	char *r;
+	size_t n;
+
+	if (p->at_line_start)
+		p->lineno++;
+	r = fgets(str, num, p->f);
+	if (r != NULL) {
+		n = strlen(r);
+		p->at_line_start = n > 0 && r[n - 1] == '\n';
+	}
+	return r;
+}
+
+static int
+fail(struct parse *p, const char *section, const char *key,
+    const char *fmt, ...)
+{
+	char what[512];
+	va_list ap;
+
+	if (p->failed)
+		return 0;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	snprintf(p->err, p->errlen, "%s:%d: [%s] %s: %s", p->path, p->lineno,
+	    section, key, what);
+	p->failed = 1;
+	return 0;
+}
+
+static int
+parse_uint(const char *s, unsigned long long max, unsigned long long *out)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* "4M", "16384", "1G": K/M/G are powers of 1024. */
+static int
+parse_size(const char *s, unsigned long long max, unsigned long long *out)
+{
+	unsigned long long v, mult = 1;
+	char buf[64], *last;
+	size_t n = strlen(s);
+
+	if (n == 0 || n >= sizeof(buf))
+		return -1;
+	memcpy(buf, s, n + 1);
+	last = &buf[n - 1];
+	switch (toupper((unsigned char)*last)) {
+	case 'K': mult = 1ULL << 10; *last = '\0'; break;
+	case 'M': mult = 1ULL << 20; *last = '\0'; break;
+	case 'G': mult = 1ULL << 30; *last = '\0'; break;
+	}
+	if (parse_uint(buf, ULLONG_MAX / mult, &v) < 0 || v * mult > max)
+		return -1;
+	*out = v * mult;
+	return 0;
+}
+
+static int
+parse_mode(const char *s, int *out)
+{
+	char *end;
+	long v;
+
+	if (*s != '0' || strlen(s) > 4)
+		return -1;
+	v = strtol(s, &end, 8);
+	if (*end != '\0' || v < 0 || v > 0777)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+static int
+parse_bool(const char *s, int *out)
+{
+	if (!strcmp(s, "yes") || !strcmp(s, "true") || !strcmp(s, "on") ||
+	    !strcmp(s, "1"))
+		*out = 1;
+	else if (!strcmp(s, "no") || !strcmp(s, "false") ||
+	    !strcmp(s, "off") || !strcmp(s, "0"))
+		*out = 0;
+	else
+		return -1;
+	return 0;
+}
+
+static int
+valid_name(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n] != '\0'; n++) {
+		if (!isalnum((unsigned char)s[n]) && strchr("_-.", s[n]) == NULL)
+			return 0;
+	}
+	return n > 0 && n <= 64;
+}
+
+static struct queue_conf *
+add_queue(struct config *c, const char *name)
+{
+	struct queue_conf *q;
+
+	q = reallocarray(c->queues, c->nqueues + 1, sizeof(*q));
+	if (q == NULL)
+		fatalx("out of memory");
+	c->queues = q;
+	q = &c->queues[c->nqueues++];
+	memset(q, 0, sizeof(*q));
+	q->name = xstrdup(name);
+	q->mode = 0660;
+	q->create = 1;
+	return q;
+}
+
+static int
+server_key(struct parse *p, const char *name, const char *value)
+{
+	struct config *c = p->cfg;
+	unsigned long long v;
+
+	if (!strcmp(name, "socket")) {
+		if (config_set_socket(c, value) < 0)
+			return fail(p, "server", name,
+			    "path must be absolute and at most 107 bytes");
+	} else if (!strcmp(name, "socket_mode")) {
+		if (parse_mode(value, &c->socket_mode) < 0)
+			return fail(p, "server", name,
+			    "\"%s\" is not an octal mode like 0660", value);
+	} else if (!strcmp(name, "poll_interval_ms")) {
+		if (parse_uint(value, 10000, &v) < 0 || v < 1)
+			return fail(p, "server", name,
+			    "\"%s\" is not a number of milliseconds in 1..10000",
+			    value);
+		c->poll_interval_ms = (int)v;
+	} else if (!strcmp(name, "max_line_bytes")) {
+		if (parse_size(value, 1ULL << 30, &v) < 0 || v < 1024)
+			return fail(p, "server", name,
+			    "\"%s\" is not a size in 1K..1G", value);
+		c->max_line_bytes = (size_t)v;
+	} else if (!strcmp(name, "max_conns")) {
+		if (parse_uint(value, 100000, &v) < 0 || v < 1)
+			return fail(p, "server", name,
+			    "\"%s\" is not a number in 1..100000", value);
+		c->max_conns = (int)v;
+	} else if (!strcmp(name, "max_wait_ms")) {
+		if (parse_uint(value, 86400000, &v) < 0 || v < 1)
+			return fail(p, "server", name,
+			    "\"%s\" is not a number of milliseconds in 1..86400000",
+			    value);
+		c->max_wait_ms = (int)v;
+	} else
+		return fail(p, "server", name, "unknown key");
+	return 1;
+}
+
+static int
+queue_key(struct parse *p, const char *qname, const char *name,
+    const char *value)
+{
+	struct queue_conf *q;
+	char section[128], kerr[256];
+	unsigned long long v;
+
+	snprintf(section, sizeof(section), "queue %s", qname);
+	if (!valid_name(qname))
+		return fail(p, section, name,
+		    "queue name must be 1-64 of A-Z a-z 0-9 _ - .");
+	q = (struct queue_conf *)config_queue(p->cfg, qname);
+	if (q == NULL)
+		q = add_queue(p->cfg, qname);
+	if (!strcmp(name, "key")) {
+		if (ipcb_key_parse(value, &q->key, kerr, sizeof(kerr)) < 0)
+			return fail(p, section, name, "%s", kerr);
+		free(q->key_spec);
+		q->key_spec = xstrdup(value);
+	} else if (!strcmp(name, "mode")) {
+		if (parse_mode(value, &q->mode) < 0)
+			return fail(p, section, name,
+			    "\"%s\" is not an octal mode like 0660", value);
+	} else if (!strcmp(name, "create")) {
+		if (parse_bool(value, &q->create) < 0)
+			return fail(p, section, name,
+			    "\"%s\" is not yes or no", value);
+	} else if (!strcmp(name, "max_bytes")) {
+		if (parse_size(value, 1ULL << 31, &v) < 0 || v < 1)
+			return fail(p, section, name,
+			    "\"%s\" is not a size like 16384, 64K or 4M", value);
+		q->max_bytes = (unsigned long)v;
+	} else
+		return fail(p, section, name, "unknown key");
+	return 1;
+}
+
+static int
+handler(void *arg, const char *section, const char *name, const char *value)
+{
+	struct parse *p = arg;
+
+	if (p->failed)
+		return 0;
+	if (!strcmp(section, "server"))
+		return server_key(p, name, value);
+	if (!strncmp(section, "queue ", 6))
+		return queue_key(p, section + 6, name, value);
+	if (*section == '\0')
+		return fail(p, "", name, "key outside any section");
+	return fail(p, section, name,
+	    "unknown section (expected [server] or [queue NAME])");
+}
+
+static void
+set_defaults(struct config *c)
+{
+	c->socket_mode = 0660;
+	c->poll_interval_ms = 10;
+	c->max_line_bytes = 16 * 1024 * 1024;
+	c->max_conns = 256;
+	c->max_wait_ms = 300000;
+}
+
+/* /run/ipcbridge.sock, or $XDG_RUNTIME_DIR/ipcbridge.sock if /run is not ours. */
+static void
+default_socket(struct config *c)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	char path[PATH_MAX];
+
+	if (access("/run", W_OK) == 0 || xdg == NULL || *xdg != '/') {
+		c->socket_path = xstrdup("/run/ipcbridge.sock");
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/ipcbridge.sock", xdg);
+	if (config_set_socket(c, path) < 0)
+		c->socket_path = xstrdup("/run/ipcbridge.sock");
+}
+
+/* Fill what the file left out; a queue without a key is an error. */
+static int
+finish(struct config *c, char *err, size_t errlen)
+{
+	struct queue_conf *q;
+	size_t i;
+
+	if (c->socket_path == NULL)
+		default_socket(c);
+	if (c->nqueues == 0) {
+		q = add_queue(c, "default");
+		ipcb_key_parse(DEFAULT_QUEUE_KEY, &q->key, NULL, 0);
+		q->key_spec = xstrdup(DEFAULT_QUEUE_KEY);
+	}
+	for (i = 0; i < c->nqueues; i++) {
+		q = &c->queues[i];
+		if (q->key_spec != NULL)
+			continue;
+		if (strcmp(q->name, "default") == 0) {
+			ipcb_key_parse(DEFAULT_QUEUE_KEY, &q->key, NULL, 0);
+			q->key_spec = xstrdup(DEFAULT_QUEUE_KEY);
+			continue;
+		}
+		snprintf(err, errlen, "%s: [queue %s]: key is required",
+		    c->path, q->name);
+		return -1;
+	}
+	for (i = 0; i < c->nqueues; i++) {
+		size_t j;
+
+		for (j = i + 1; j < c->nqueues; j++) {
+			if (c->queues[i].key != c->queues[j].key)
+				continue;
+			snprintf(err, errlen,
+			    "%s: [queue %s] and [queue %s] have the same key "
+			    "0x%08x", c->path ? c->path : "defaults",
+			    c->queues[i].name, c->queues[j].name,
+			    (unsigned)c->queues[i].key);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+struct config *
+config_defaults(void)
+{
+	struct config *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		fatalx("out of memory");
+	set_defaults(c);
+	finish(c, NULL, 0);
+	return c;
+}
+
+struct config *
+config_load(const char *path, char *err, size_t errlen)
+{
+	struct parse p;
+	struct config *c;
+	int rc;
+
+	memset(&p, 0, sizeof(p));
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		fatalx("out of memory");
+	set_defaults(c);
+	c->path = xstrdup(path);
+	p.cfg = c;
+	p.path = path;
+	p.err = err;
+	p.errlen = errlen;
+	p.at_line_start = 1;
+	if ((p.f = fopen(path, "r")) == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		config_free(c);
+		return NULL;
+	}
+	rc = ini_parse_stream(reader, &p, handler, &p);
+	fclose(p.f);
+	if (rc != 0 && !p.failed)
+		snprintf(err, errlen, "%s:%d: syntax error (expected "
+		    "[section], key = value, or a ; comment)", path, rc);
+	if (rc != 0 || p.failed || finish(c, err, errlen) < 0) {
+		config_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+int
+config_set_socket(struct config *c, const char *path)
+{
+	if (*path != '/' || strlen(path) >= 108)
+		return -1;
+	free(c->socket_path);
+	c->socket_path = xstrdup(path);
+	return 0;
+}
+
+const struct queue_conf *
+config_queue(const struct config *c, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < c->nqueues; i++) {
+		if (strcmp(c->queues[i].name, name) == 0)
+			return &c->queues[i];
+	}
+	return NULL;
+}
+
+void
+config_free(struct config *c)
+{
+	size_t i;
+
+	if (c == NULL)
+		return;
+	for (i = 0; i < c->nqueues; i++) {
+		free(c->queues[i].name);
+		free(c->queues[i].key_spec);
+	}
+	free(c->queues);
+	free(c->socket_path);
+	free(c->path);
+	free(c);
+}
+
+/* The effective settings, in the config file's own syntax (for -t). */
+void
+config_print(const struct config *c, FILE *f)
+{
+	const struct queue_conf *q;
+	size_t i;
+
+	fprintf(f, "; effective settings from %s\n",
+	    c->path ? c->path : "built-in defaults");
+	fprintf(f, "[server]\n");
+	fprintf(f, "socket = %s\n", c->socket_path);
+	fprintf(f, "socket_mode = %04o\n", (unsigned)c->socket_mode);
+	fprintf(f, "poll_interval_ms = %d\n", c->poll_interval_ms);
+	fprintf(f, "max_line_bytes = %zu\n", c->max_line_bytes);
+	fprintf(f, "max_conns = %d\n", c->max_conns);
+	fprintf(f, "max_wait_ms = %d\n", c->max_wait_ms);
+	for (i = 0; i < c->nqueues; i++) {
+		q = &c->queues[i];
+		fprintf(f, "\n[queue %s]\n", q->name);
+		if (strncmp(q->key_spec, "ftok:", 5) == 0)
+			fprintf(f, "key = %s ; = 0x%08x\n", q->key_spec,
+			    (unsigned)q->key);
+		else
+			fprintf(f, "key = 0x%08x\n", (unsigned)q->key);
+		fprintf(f, "mode = %04o\n", (unsigned)q->mode);
+		fprintf(f, "create = %s\n", q->create ? "yes" : "no");
+		if (q->max_bytes != 0)
+			fprintf(f, "max_bytes = %lu\n", q->max_bytes);
+		else
+			fprintf(f, "; max_bytes unset: the kernel's msg_qbytes\n");
+	}
+}

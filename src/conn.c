@@ -1,0 +1,569 @@
+/*
+ * conn.c - a client connection: accept, read, line framing, output, close.
+ *
+ * Plain libevent events over our own buffers rather than bufferevents: we
+ * read straight into the connection's buffer, search for newlines from
+ * where the last search stopped, write replies at once, and arm EV_WRITE
+ * only when the socket would block. That is two syscalls per request batch
+ * instead of bufferevent's five.
+ *
+ * Every close goes through conn_close(), which cancels the connection's
+ * waits, puts back any message whose reply never left, and frees the
+ * connection on the next loop pass (never inside its own callback).
+ */
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon.h"
+
+#define READ_CHUNK	(64 * 1024)
+#define LINES_PER_READ	64
+
+/* A message delivered into the output buffer but not yet written out. */
+struct inflight {
+	TAILQ_ENTRY(inflight) entry;
+	uint64_t	 mark;		/* written once out_written >= mark */
+	key_t		 key;
+	size_t		 len;
+	struct ipcb_msg	 msg;		/* followed by len bytes */
+};
+
+struct conn {
+	int		 fd;
+	uint64_t	 serial;
+	struct event	*rev;
+	struct event	*wev;
+	char		*in;
+	size_t		 in_start;	/* first unprocessed byte */
+	size_t		 in_scan;	/* searched for '\n' up to here */
+	size_t		 in_len;
+	size_t		 in_cap;
+	int		 discarding;	/* dropping an overlong line */
+	char		*out;
+	size_t		 out_off;
+	size_t		 out_len;
+	size_t		 out_cap;
+	uint64_t	 out_written;
+	uint64_t	 out_appended;
+	int		 eof;
+	int		 closing;
+	int		 reading;
+	int		 writing;
+	struct waiter	*held;
+	struct waiterq	 waiters;
+	int		 nwaits;
+	pid_t		 pid;
+	uid_t		 uid;
+	gid_t		 gid;
+	TAILQ_HEAD(, inflight) inflight;
+	TAILQ_ENTRY(conn) entry;
+};
+
+static TAILQ_HEAD(, conn) conns = TAILQ_HEAD_INITIALIZER(conns);
+int conns_count;
+static uint64_t next_serial = 1;
+static int shutting_down;
+
+static void	read_cb(evutil_socket_t, short, void *);
+static void	write_cb(evutil_socket_t, short, void *);
+static void	process_input(struct conn *);
+static void	maybe_finish(struct conn *);
+
+static void
+busy_reply(int fd)
+{
+	static const char line[] = "{\"error\":{\"code\":\"busy\",\"message\":"
+	    "\"too many connections (max_conns reached); try again later\"}}\n";
+	ssize_t n;
+
+	n = write(fd, line, sizeof(line) - 1);
+	(void)n;
+	stats.errors[ERR_BUSY]++;
+}
+
+void
+conn_accept(int fd)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	struct conn *c;
+
+	if (shutting_down || conns_count >= cfg->max_conns) {
+		busy_reply(fd);
+		close(fd);
+		return;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		close(fd);
+		return;
+	}
+	c->fd = fd;
+	c->serial = next_serial++;
+	TAILQ_INIT(&c->waiters);
+	TAILQ_INIT(&c->inflight);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+		c->pid = cred.pid;
+		c->uid = cred.uid;
+		c->gid = cred.gid;
+	}
+	c->rev = event_new(base, fd, EV_READ | EV_PERSIST, read_cb, c);
+	c->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, write_cb, c);
+	if (c->rev == NULL || c->wev == NULL)
+		fatalx("out of memory");
+	event_add(c->rev, NULL);
+	c->reading = 1;
+	TAILQ_INSERT_TAIL(&conns, c, entry);
+	conns_count++;
+	stats.conns_current++;
+	stats.conns_total++;
+	log_debug("conn %llu: accepted (pid %d uid %d gid %d)",
+	    (unsigned long long)c->serial, (int)c->pid, (int)c->uid,
+	    (int)c->gid);
+}
+
+static void
+free_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd; (void)ev;
+	event_free(c->rev);
+	event_free(c->wev);
+	free(c->in);
+	free(c->out);
+	free(c);
+}
+
+void
+conn_close(struct conn *c, const char *reason)
+{
+	struct inflight *f;
+	struct timeval zero = { 0, 0 };
+
+	if (c->closing)
+		return;
+	c->closing = 1;
+	log_debug("conn %llu: closed: %s", (unsigned long long)c->serial,
+	    reason);
+	waiter_cancel_conn(c);
+	while ((f = TAILQ_FIRST(&c->inflight)) != NULL) {
+		TAILQ_REMOVE(&c->inflight, f, entry);
+		waiter_putback_key(f->key, &f->msg, f->len);
+		free(f);
+	}
+	event_del(c->rev);
+	event_del(c->wev);
+	close(c->fd);
+	c->fd = -1;
+	TAILQ_REMOVE(&conns, c, entry);
+	conns_count--;
+	stats.conns_current--;
+	if (event_base_once(base, -1, EV_TIMEOUT, free_cb, c, &zero) < 0)
+		fatalx("event_base_once failed");
+}
+
+int
+conn_alive(const struct conn *c)
+{
+	return c != NULL && !c->closing;
+}
+
+/* Too much unread output: consumers are not fed, reading pauses. */
+int
+conn_backlogged(const struct conn *c)
+{
+	return c->out_len >= OUT_HIGH_WATER;
+}
+
+void
+conn_peer(const struct conn *c, pid_t *pid, uid_t *uid, gid_t *gid)
+{
+	*pid = c->pid;
+	*uid = c->uid;
+	*gid = c->gid;
+}
+
+struct waiterq *
+conn_waiters(struct conn *c)
+{
+	return &c->waiters;
+}
+
+int *
+conn_nwaits(struct conn *c)
+{
+	return &c->nwaits;
+}
+
+void
+conn_set_held(struct conn *c, struct waiter *w)
+{
+	c->held = w;
+}
+
+/* Read only when we can act on what arrives. */
+static void
+update_events(struct conn *c)
+{
+	int want;
+
+	if (c->closing)
+		return;
+	want = !c->eof && c->held == NULL && !conn_backlogged(c);
+	if (want && !c->reading)
+		event_add(c->rev, NULL);
+	else if (!want && c->reading)
+		event_del(c->rev);
+	c->reading = want;
+}
+
+static int
+reserve_out(struct conn *c, size_t n)
+{
+	size_t cap;
+	char *p;
+
+	if (c->out_off > 0 && c->out_off + c->out_len + n > c->out_cap) {
+		memmove(c->out, c->out + c->out_off, c->out_len);
+		c->out_off = 0;
+	}
+	if (c->out_off + c->out_len + n <= c->out_cap)
+		return 0;
+	cap = c->out_cap ? c->out_cap : 4096;
+	while (cap < c->out_len + n)
+		cap *= 2;
+	if ((p = realloc(c->out, cap)) == NULL)
+		return -1;
+	c->out = p;
+	c->out_cap = cap;
+	return 0;
+}
+
+void
+conn_write_raw(struct conn *c, const char *buf, size_t n)
+{
+	if (c->closing)
+		return;
+	if (reserve_out(c, n) < 0) {
+		conn_close(c, "out of memory for output");
+		return;
+	}
+	memcpy(c->out + c->out_off + c->out_len, buf, n);
+	c->out_len += n;
+	c->out_appended += n;
+}
+
+static int
+dump_cb(const char *buf, size_t n, void *arg)
+{
+	conn_write_raw(arg, buf, n);
+	return 0;
+}
+
+void
+conn_write_json(struct conn *c, json_t *j)
+{
+	if (c->closing)
+		return;
+	json_dump_callback(j, dump_cb, c, JSON_COMPACT);
+	conn_write_raw(c, "\n", 1);
+}
+
+/* Write what we can; -1 when the peer is gone (the caller closes). */
+static int
+flush_out(struct conn *c)
+{
+	struct inflight *f;
+	ssize_t n;
+
+	while (c->out_len > 0) {
+		n = send(c->fd, c->out + c->out_off, c->out_len, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			return -1;
+		}
+		c->out_off += (size_t)n;
+		c->out_len -= (size_t)n;
+		c->out_written += (uint64_t)n;
+		stats.bytes_out += (uint64_t)n;
+	}
+	while ((f = TAILQ_FIRST(&c->inflight)) != NULL &&
+	    f->mark <= c->out_written) {
+		TAILQ_REMOVE(&c->inflight, f, entry);
+		free(f);
+	}
+	if (c->out_len == 0) {
+		c->out_off = 0;
+		if (c->out_cap > 65536) {
+			free(c->out);
+			c->out = NULL;
+			c->out_cap = 0;
+		}
+	}
+	if (c->out_len > 0 && !c->writing) {
+		event_add(c->wev, NULL);
+		c->writing = 1;
+	} else if (c->out_len == 0 && c->writing) {
+		event_del(c->wev);
+		c->writing = 0;
+	}
+	return 0;
+}
+
+/* Flush; on a dead peer close the connection. Returns -1 if closed. */
+int
+conn_flush(struct conn *c)
+{
+	if (c->closing)
+		return -1;
+	if (flush_out(c) < 0) {
+		conn_close(c, strerror(errno));
+		return -1;
+	}
+	update_events(c);
+	maybe_finish(c);
+	return c->closing ? -1 : 0;
+}
+
+/*
+ * Remember a delivered message until its reply bytes have left, so that a
+ * connection that dies first gets it put back on its queue.
+ */
+int
+conn_track_delivery(struct conn *c, key_t key, const struct ipcb_msg *m,
+    size_t len)
+{
+	struct inflight *f;
+
+	if (flush_out(c) < 0) {
+		waiter_putback_key(key, m, len);
+		conn_close(c, strerror(errno));
+		return -1;
+	}
+	if (c->out_written < c->out_appended) {
+		if ((f = malloc(sizeof(*f) + len)) == NULL) {
+			conn_close(c, "out of memory");
+			return -1;
+		}
+		f->mark = c->out_appended;
+		f->key = key;
+		f->len = len;
+		f->msg.mtype = m->mtype;
+		memcpy(f->msg.mtext, m->mtext, len);
+		TAILQ_INSERT_TAIL(&c->inflight, f, entry);
+	}
+	update_events(c);
+	return 0;
+}
+
+static void
+write_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd; (void)ev;
+	conn_flush(arg);
+}
+
+/* Grow the input buffer so a read of READ_CHUNK fits. */
+static int
+reserve_in(struct conn *c)
+{
+	size_t cap;
+	char *p;
+
+	if (c->in_start > 0 && c->in_len + READ_CHUNK > c->in_cap) {
+		memmove(c->in, c->in + c->in_start, c->in_len - c->in_start);
+		c->in_len -= c->in_start;
+		c->in_scan -= c->in_start;
+		c->in_start = 0;
+	}
+	if (c->in_len + READ_CHUNK <= c->in_cap)
+		return 0;
+	cap = c->in_cap ? c->in_cap * 2 : READ_CHUNK;
+	while (cap < c->in_len + READ_CHUNK)
+		cap *= 2;
+	if ((p = realloc(c->in, cap)) == NULL)
+		return -1;
+	c->in = p;
+	c->in_cap = cap;
+	return 0;
+}
+
+static void
+read_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct conn *c = arg;
+	ssize_t n;
+
+	(void)fd; (void)ev;
+	if (c->closing)
+		return;
+	if (c->reading) {
+		if (reserve_in(c) < 0) {
+			conn_close(c, "out of memory for input");
+			return;
+		}
+		n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+		    errno != EINTR) {
+			conn_close(c, strerror(errno));
+			return;
+		}
+		if (n == 0) {
+			c->eof = 1;
+			waiter_end_consumers(c);
+		}
+		if (n > 0) {
+			c->in_len += (size_t)n;
+			stats.bytes_in += (uint64_t)n;
+		}
+	}
+	process_input(c);
+	if (!c->closing)
+		conn_flush(c);
+}
+
+static int
+ignorable(const char *line, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len && (line[i] == ' ' || line[i] == '\t'); i++)
+		;
+	return i == len || line[i] == '#';
+}
+
+static void
+handle_line(struct conn *c, const char *line, size_t len)
+{
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	if (len > cfg->max_line_bytes) {
+		reply_error(c, NULL, ERR_LINE_TOO_LONG, NULL,
+		    "line longer than max_line_bytes (%zu); discarded",
+		    cfg->max_line_bytes);
+		return;
+	}
+	if (ignorable(line, len))
+		return;
+	proto_line(c, line, len);
+}
+
+/* Frame and handle complete lines, a bounded number per call. */
+static void
+process_input(struct conn *c)
+{
+	const char *line;
+	char *nl;
+	size_t len;
+	int lines = 0;
+
+	while (!c->closing && c->held == NULL && c->in_start < c->in_len) {
+		if (lines++ == LINES_PER_READ) {
+			/* let other clients in; come back on the next pass */
+			event_active(c->rev, EV_READ, 0);
+			break;
+		}
+		if (c->in_scan < c->in_start)
+			c->in_scan = c->in_start;
+		nl = memchr(c->in + c->in_scan, '\n', c->in_len - c->in_scan);
+		if (nl == NULL) {
+			c->in_scan = c->in_len;
+			len = c->in_len - c->in_start;
+			if (c->discarding) {
+				c->in_start = c->in_scan = c->in_len;
+				break;
+			}
+			if (len > cfg->max_line_bytes + 1) {
+				c->discarding = 1;
+				c->in_start = c->in_scan = c->in_len;
+				break;
+			}
+			if (!c->eof)
+				break;
+			/* a last line without its newline */
+			c->in_start = c->in_len;
+			handle_line(c, c->in + c->in_len - len, len);
+			continue;
+		}
+		len = (size_t)(nl - (c->in + c->in_start));
+		line = c->in + c->in_start;
+		c->in_start = c->in_scan = (size_t)(nl - c->in) + 1;
+		if (!c->discarding) {
+			handle_line(c, line, len);
+			continue;
+		}
+		c->discarding = 0;
+		reply_error(c, NULL, ERR_LINE_TOO_LONG, NULL,
+		    "line longer than max_line_bytes (%zu); discarded",
+		    cfg->max_line_bytes);
+	}
+	if (c->in_start == c->in_len) {
+		c->in_start = c->in_scan = c->in_len = 0;
+		if (c->in_cap > READ_CHUNK || !c->reading || c->eof) {
+			free(c->in);
+			c->in = NULL;
+			c->in_cap = 0;
+		}
+	}
+	update_events(c);
+}
+
+/* A held wait finished: go on with the lines that queued up behind it. */
+void
+conn_hold_done(struct conn *c)
+{
+	c->held = NULL;
+	if (c->closing)
+		return;
+	update_events(c);
+	event_active(c->rev, EV_READ, 0);
+}
+
+/* After a half-close, close once every reply and wait is done. */
+static void
+maybe_finish(struct conn *c)
+{
+	if (c->closing || !c->eof || c->held != NULL || c->nwaits > 0 ||
+	    c->out_len > 0 || c->in_start < c->in_len)
+		return;
+	conn_close(c, "client finished (half-close)");
+}
+
+/* SIGTERM: stop reading everyone; close each once its output is out. */
+void
+conns_shutdown(void)
+{
+	struct conn *c, *next;
+
+	shutting_down = 1;
+	for (c = TAILQ_FIRST(&conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, entry);
+		c->eof = 1;
+		c->in_start = c->in_len;
+		update_events(c);
+		conn_flush(c);
+	}
+}
+
+int
+conns_drained(void)
+{
+	return TAILQ_EMPTY(&conns);
+}
+
+/* Close whoever is left (shutdown timeout). */
+void
+conns_close_all(const char *reason)
+{
+	struct conn *c;
+
+	while ((c = TAILQ_FIRST(&conns)) != NULL)
+		conn_close(c, reason);
+}

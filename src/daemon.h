@@ -1,0 +1,238 @@
+/*
+ * daemon.h - the ipcbridge daemon, one section per source file.
+ *
+ * Reading this header top to bottom shows the design: a config, a set of
+ * queues over the SysV library, a listener that accepts connections, a
+ * connection layer that frames JSON lines, the protocol that dispatches
+ * them to op handlers, and the waiter subsystem that polls queues for
+ * receivers that wait.
+ */
+#ifndef IPCBRIDGE_DAEMON_H
+#define IPCBRIDGE_DAEMON_H
+
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "ipcbridge.h"
+
+#define PROTOCOL_VERSION	1
+#define MAX_PARKED_PER_CONN	16
+#define MAX_ID_BYTES		64
+#define OUT_HIGH_WATER		(256 * 1024)
+
+#ifndef TAILQ_FOREACH_SAFE
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
+	for ((var) = TAILQ_FIRST(head);					\
+	    (var) && ((tvar) = TAILQ_NEXT(var, field), 1);		\
+	    (var) = (tvar))
+#endif
+
+/* log.c */
+enum log_level { LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
+void	 log_init(int level);
+void	 log_setlevel(int level);
+void	 log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 fatalx(const char *, ...)
+	    __attribute__((format(printf, 1, 2), noreturn));
+
+/* config.c */
+struct queue_conf {
+	char		*name;
+	char		*key_spec;	/* as written, for display */
+	key_t		 key;
+	int		 mode;
+	int		 create;
+	unsigned long	 max_bytes;	/* 0 = leave the kernel's msg_qbytes */
+};
+
+struct config {
+	char		*path;		/* NULL: built-in defaults */
+	char		*socket_path;
+	int		 socket_mode;
+	int		 poll_interval_ms;
+	size_t		 max_line_bytes;
+	int		 max_conns;
+	int		 max_wait_ms;
+	struct queue_conf *queues;
+	size_t		 nqueues;
+};
+
+struct config	*config_load(const char *path, char *err, size_t errlen);
+struct config	*config_defaults(void);
+void		 config_free(struct config *);
+void		 config_print(const struct config *, FILE *);
+const struct queue_conf *config_queue(const struct config *, const char *);
+int		 config_set_socket(struct config *, const char *);
+
+/* b64.c: strict RFC 4648 base64 (padding required, canonical) */
+size_t	 b64_encoded_len(size_t n);
+void	 b64_encode(const void *src, size_t n, char *dst);
+size_t	 b64_decoded_max(size_t n);
+ssize_t	 b64_decode(const char *src, size_t n, void *dst);
+
+/* queue.c: the configured queues, opened */
+struct waiter;
+TAILQ_HEAD(waiterq, waiter);
+
+struct queue {
+	struct queue_conf conf;
+	int		 msqid;
+	struct waiterq	 receivers;	/* recv waits and consumers, in order */
+	struct waiterq	 senders;	/* sends waiting for room */
+	int		 nwaiting;
+	int		 nconsumers;
+	TAILQ_ENTRY(queue) entry;
+};
+TAILQ_HEAD(queueq, queue);
+extern struct queueq queues;
+
+int		 queues_open(const struct config *, char *err, size_t errlen);
+int		 queues_reload(const struct config *);
+void		 queues_close(void);
+struct queue	*queue_find(const char *name);
+int		 queue_reopen(struct queue *);
+int		 queue_errno_code(int);
+int		 queue_send(struct queue *, const struct ipcb_msg *, size_t,
+		    char *err, size_t errlen);
+int		 queue_recv(struct queue *, const struct ipcb_selector *,
+		    struct ipcb_msgbuf *, size_t *, int *code, char *err,
+		    size_t errlen);
+const char	*key_hex(key_t);
+const char	*mode_octal(int);
+
+/* stats.c: counters reported by the stats op */
+enum err_code {
+	ERR__OK = -1,
+	ERR_PARSE, ERR_INVALID_REQUEST, ERR_LINE_TOO_LONG, ERR_UNKNOWN_OP,
+	ERR_INVALID_PARAMS, ERR_BUSY, ERR_NOT_FOUND, ERR_QUEUE_FULL,
+	ERR_MSG_TOO_BIG, ERR_QUEUE_REMOVED, ERR_NOT_UTF8, ERR_TOO_MANY_WAITS,
+	ERR_CANCELLED, ERR_SHUTTING_DOWN, ERR_PERMISSION_DENIED, ERR_IPC,
+	ERR_INTERNAL, ERR_UNSUPPORTED_PROTOCOL, ERR__COUNT
+};
+struct stats {
+	uint64_t	 started_ms;
+	uint64_t	 conns_current;
+	uint64_t	 conns_total;
+	uint64_t	 requests;
+	uint64_t	 errors[ERR__COUNT];
+	uint64_t	 msgs_sent;
+	uint64_t	 msgs_received;
+	uint64_t	 bytes_in;
+	uint64_t	 bytes_out;
+	uint64_t	 polls;
+	uint64_t	 putbacks;
+	uint64_t	 lost;
+};
+extern struct stats stats;
+const char	*err_name(enum err_code);
+json_t		*stats_json(void);
+uint64_t	 now_ms(void);
+uint64_t	 now_realtime_ms(void);
+
+/* conn.c: one client's life, line framing and output */
+struct conn;
+extern int	 conns_count;
+void		 conn_accept(int fd);
+void		 conn_close(struct conn *, const char *reason);
+void		 conn_write_json(struct conn *, json_t *);
+void		 conn_write_raw(struct conn *, const char *, size_t);
+int		 conn_flush(struct conn *);
+int		 conn_alive(const struct conn *);
+int		 conn_backlogged(const struct conn *);
+void		 conn_hold_done(struct conn *);
+void		 conn_peer(const struct conn *, pid_t *, uid_t *, gid_t *);
+int		 conn_track_delivery(struct conn *, key_t,
+		    const struct ipcb_msg *, size_t);
+struct waiterq	*conn_waiters(struct conn *);
+int		*conn_nwaits(struct conn *);
+void		 conn_set_held(struct conn *, struct waiter *);
+void		 conns_shutdown(void);
+int		 conns_drained(void);
+void		 conns_close_all(const char *reason);
+
+/* listen.c: the Unix socket */
+int		 listen_open(struct event_base *, const struct config *);
+void		 listen_close(void);
+
+/* main.c */
+extern struct event_base *base;
+extern const struct config *cfg;
+
+/* proto.c: decode a request line, dispatch, encode the reply */
+struct request {
+	struct conn	*conn;
+	json_t		*id;	/* borrowed; NULL when the client sent none */
+	json_t		*req;
+	const char	*op;
+};
+enum op_status { OP_DONE, OP_PARKED };
+void	 proto_line(struct conn *, const char *line, size_t len);
+void	 reply_result(struct conn *, json_t *id, json_t *result);
+void	 reply_error(struct conn *, json_t *id, int code, json_t *data,
+	    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+int	 bad_param(struct request *, const char *param, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+json_t	*proto_op_names(void);
+void	 send_event(struct conn *, const char *name, json_t *data);
+size_t	 utf8_prefix(const char *, size_t max);
+
+/* op_queue.c and op_server.c: handlers */
+enum op_status	 op_hello(struct request *);
+enum op_status	 op_stats(struct request *);
+enum op_status	 op_cancel(struct request *);
+enum op_status	 op_queue_send(struct request *);
+enum op_status	 op_queue_recv(struct request *);
+enum op_status	 op_queue_consume(struct request *);
+enum op_status	 op_queue_stat(struct request *);
+enum op_status	 op_queue_list(struct request *);
+json_t		*queue_stat_json(struct queue *, int *code, char *, size_t);
+json_t		*send_result(struct queue *, long type, size_t len);
+
+/* waiter.c: parked receivers, consumers, pending sends and the poll timer */
+enum waiter_kind { W_RECV, W_CONSUME, W_SEND };
+enum encoding { ENC_AUTO, ENC_TEXT, ENC_BASE64 };
+struct waiter {
+	enum waiter_kind kind;
+	struct conn	*conn;		/* NULL for a put-back */
+	struct queue	*queue;
+	json_t		*id;		/* owned; NULL when held */
+	int		 held;		/* the connection reads no more until done */
+	struct ipcb_selector sel;
+	enum encoding	 encoding;
+	uint64_t	 deadline_ms;	/* 0: none */
+	long		 consumer;
+	struct ipcb_msg	*msg;		/* W_SEND: the message to send */
+	size_t		 len;
+	TAILQ_ENTRY(waiter) qentry;
+	TAILQ_ENTRY(waiter) centry;
+};
+struct waiter	*waiter_new(enum waiter_kind, struct conn *, struct queue *,
+		    json_t *id);
+void		 waiter_park(struct waiter *);
+enum op_status	 waiter_start(struct waiter *);
+struct waiter	*waiter_find(struct conn *, json_t *id, long consumer);
+void		 waiter_cancel(struct waiter *);
+void		 waiter_cancel_conn(struct conn *);
+void		 waiter_end_consumers(struct conn *);
+void		 waiter_fail_queue(struct queue *, int code, const char *);
+void		 waiter_putback(struct queue *, const struct ipcb_msg *,
+		    size_t);
+void		 waiter_putback_key(key_t, const struct ipcb_msg *, size_t);
+void		 waiter_shutdown(void);
+int		 waiter_pending_putbacks(void);
+int		 waiter_count(void);
+void		 waiter_exit(void);
+int		 payload_put(json_t *, const char *, size_t, enum encoding);
+
+#endif

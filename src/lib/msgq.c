@@ -1,0 +1,165 @@
+/*
+ * msgq.c - System V message queue operations with the rules ipcbridge
+ * promises: never MSG_NOERROR (it truncates silently), grow the buffer and
+ * retry on E2BIG, create queues with the configured mode and fall back to
+ * opening on a creation race, retry EINTR.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "ipcbridge.h"
+
+int
+ipcb_msgq_open(key_t key, int mode, int create, int *msqid)
+{
+	int id;
+
+	id = ipcb_sysv.msgget(key, 0);
+	if (id >= 0) {
+		*msqid = id;
+		return 0;
+	}
+	if (errno != ENOENT || !create)
+		return -errno;
+	id = ipcb_sysv.msgget(key, (mode & 0777) | IPC_CREAT | IPC_EXCL);
+	if (id < 0 && errno == EEXIST)
+		id = ipcb_sysv.msgget(key, 0);
+	if (id < 0)
+		return -errno;
+	*msqid = id;
+	return 1;	/* created */
+}
+
+int
+ipcb_msgq_send(int msqid, const struct ipcb_msg *msg, size_t len, int flags)
+{
+	if (msg->mtype < 1)
+		return -EINVAL;
+	while (ipcb_sysv.msgsnd(msqid, msg, len, flags) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	return 0;
+}
+
+int
+ipcb_selector_check(const struct ipcb_selector *sel)
+{
+	switch (sel->match) {
+	case IPCB_MATCH_ANY:
+		return 0;
+	case IPCB_MATCH_TYPE:
+	case IPCB_MATCH_MAX:
+	case IPCB_MATCH_EXCEPT:
+		return sel->type >= 1 ? 0 : -EINVAL;
+	}
+	return -EINVAL;
+}
+
+int
+ipcb_msgbuf_reserve(struct ipcb_msgbuf *buf, size_t len)
+{
+	struct ipcb_msg *m;
+
+	if (buf->msg != NULL && buf->cap >= len)
+		return 0;
+	m = realloc(buf->msg, sizeof(*m) + len);
+	if (m == NULL)
+		return -ENOMEM;
+	buf->msg = m;
+	buf->cap = len;
+	return 0;
+}
+
+void
+ipcb_msgbuf_free(struct ipcb_msgbuf *buf)
+{
+	free(buf->msg);
+	buf->msg = NULL;
+	buf->cap = 0;
+}
+
+/* Receive one message into buf (grown as needed); returns its length. */
+ssize_t
+ipcb_msgq_recv(int msqid, const struct ipcb_selector *sel,
+    struct ipcb_msgbuf *buf, int flags)
+{
+	long msgtyp = 0;
+	ssize_t n;
+	int rc;
+
+	if (ipcb_selector_check(sel) < 0)
+		return -EINVAL;
+	switch (sel->match) {
+	case IPCB_MATCH_ANY:
+		msgtyp = 0;
+		break;
+	case IPCB_MATCH_TYPE:
+		msgtyp = sel->type;
+		break;
+	case IPCB_MATCH_MAX:
+		msgtyp = -sel->type;
+		break;
+	case IPCB_MATCH_EXCEPT:
+		msgtyp = sel->type;
+		flags |= MSG_EXCEPT;
+		break;
+	}
+	flags &= ~MSG_NOERROR;
+	if (buf->cap == 0 && (rc = ipcb_msgbuf_reserve(buf, ipcb_msgmax())) < 0)
+		return rc;
+	for (;;) {
+		n = ipcb_sysv.msgrcv(msqid, buf->msg, buf->cap, msgtyp, flags);
+		if (n >= 0)
+			return n;
+		if (errno == EINTR)
+			continue;
+		if (errno != E2BIG)
+			return -errno;
+		if (buf->cap > ((size_t)1 << 30))
+			return -E2BIG;
+		if ((rc = ipcb_msgbuf_reserve(buf, buf->cap * 2)) < 0)
+			return rc;
+	}
+}
+
+int
+ipcb_msgq_stat(int msqid, struct msqid_ds *ds)
+{
+	return ipcb_sysv.msgctl(msqid, IPC_STAT, ds) < 0 ? -errno : 0;
+}
+
+/* Raise msg_qbytes; above msgmnb this needs CAP_SYS_RESOURCE (EPERM). */
+int
+ipcb_msgq_set_qbytes(int msqid, unsigned long qbytes)
+{
+	struct msqid_ds ds;
+
+	if (ipcb_sysv.msgctl(msqid, IPC_STAT, &ds) < 0)
+		return -errno;
+	ds.msg_qbytes = qbytes;
+	return ipcb_sysv.msgctl(msqid, IPC_SET, &ds) < 0 ? -errno : 0;
+}
+
+int
+ipcb_msgq_remove(int msqid)
+{
+	return ipcb_sysv.msgctl(msqid, IPC_RMID, NULL) < 0 ? -errno : 0;
+}
+
+/* The kernel's largest message (msgmax); 8192 when it cannot be read. */
+size_t
+ipcb_msgmax(void)
+{
+	unsigned long v;
+	FILE *f;
+
+	f = fopen("/proc/sys/kernel/msgmax", "r");
+	if (f == NULL)
+		return 8192;
+	if (fscanf(f, "%lu", &v) != 1 || v == 0)
+		v = 8192;
+	fclose(f);
+	return v;
+}

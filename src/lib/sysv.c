@@ -1,0 +1,14 @@
+/*
+ * sysv.c - the table of System V calls the library makes.
+ *
+ * Production code calls the kernel through these pointers; fault-injection
+ * tests swap single entries to produce errors on demand.
+ */
+#include "ipcbridge.h"
+
+struct ipcb_sysv ipcb_sysv = {
+	.msgget = msgget,
+	.msgsnd = msgsnd,
+	.msgrcv = msgrcv,
+	.msgctl = msgctl,
+};

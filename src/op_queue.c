@@ -1,0 +1,339 @@
+/*
+ * op_queue.c - the queue.* ops: send, recv, consume, stat, list.
+ *
+ * Handlers validate meaning (ranges, exactly-one-of), then either answer at
+ * once or hand a waiter to waiter.c, which answers later through the same
+ * reply path. No SysV call here ever sleeps: everything is IPC_NOWAIT.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+
+static struct queue *
+get_queue(struct request *r)
+{
+	json_t *v = json_object_get(r->req, "queue");
+	const char *name = v ? json_string_value(v) : "default";
+	struct queue *q;
+
+	if ((q = queue_find(name)) != NULL)
+		return q;
+	reply_error(r->conn, r->id, ERR_NOT_FOUND,
+	    json_pack("{s:s%}", "queue", name, utf8_prefix(name, 64)),
+	    "no queue named \"%.*s\" (queue.list shows them)",
+	    (int)utf8_prefix(name, 64), name);
+	return NULL;
+}
+
+/* timeout_ms: absent or 0 = no wait; else 1..max_wait_ms. */
+static int
+get_timeout(struct request *r, json_int_t *ms)
+{
+	json_t *v = json_object_get(r->req, "timeout_ms");
+
+	*ms = v ? json_integer_value(v) : 0;
+	if (*ms < 0 || *ms > cfg->max_wait_ms) {
+		bad_param(r, "timeout_ms", "timeout_ms must be 0..%d "
+		    "(max_wait_ms)", cfg->max_wait_ms);
+		return -1;
+	}
+	return 0;
+}
+
+/* type / type_max / except -> a msgrcv selector. */
+static int
+get_selector(struct request *r, struct ipcb_selector *sel)
+{
+	json_t *type = json_object_get(r->req, "type");
+	json_t *tmax = json_object_get(r->req, "type_max");
+	json_t *exc = json_object_get(r->req, "except");
+	json_int_t t = type ? json_integer_value(type) : 0;
+
+	if (type != NULL && tmax != NULL) {
+		bad_param(r, "type_max", "give type or type_max, not both");
+		return -1;
+	}
+	if (tmax != NULL) {
+		sel->match = IPCB_MATCH_MAX;
+		sel->type = (long)json_integer_value(tmax);
+		if (sel->type < 1) {
+			bad_param(r, "type_max", "type_max must be >= 1");
+			return -1;
+		}
+		if (json_is_true(exc)) {
+			bad_param(r, "except", "except needs type, not type_max");
+			return -1;
+		}
+		return 0;
+	}
+	if (t < 0) {
+		bad_param(r, "type", "type must be >= 0 (0 = any; use "
+		    "type_max for msgrcv's negative types)");
+		return -1;
+	}
+	sel->type = (long)t;
+	sel->match = t == 0 ? IPCB_MATCH_ANY : IPCB_MATCH_TYPE;
+	if (json_is_true(exc)) {
+		if (t == 0) {
+			bad_param(r, "except", "except needs a type >= 1");
+			return -1;
+		}
+		sel->match = IPCB_MATCH_EXCEPT;
+	}
+	return 0;
+}
+
+static int
+get_encoding(struct request *r, enum encoding *enc)
+{
+	json_t *v = json_object_get(r->req, "encoding");
+	const char *s = v ? json_string_value(v) : "auto";
+
+	if (!strcmp(s, "auto"))
+		*enc = ENC_AUTO;
+	else if (!strcmp(s, "text"))
+		*enc = ENC_TEXT;
+	else if (!strcmp(s, "base64"))
+		*enc = ENC_BASE64;
+	else {
+		bad_param(r, "encoding", "encoding must be auto, text or base64");
+		return -1;
+	}
+	return 0;
+}
+
+/* Build the kernel message from text or data_b64 (exactly one). */
+static struct ipcb_msg *
+get_payload(struct request *r, long type, size_t *len)
+{
+	json_t *text = json_object_get(r->req, "text");
+	json_t *b64 = json_object_get(r->req, "data_b64");
+	struct ipcb_msg *m;
+	size_t n, max = ipcb_msgmax();
+	ssize_t dn;
+
+	if ((text == NULL) == (b64 == NULL)) {
+		bad_param(r, text ? "data_b64" : "text",
+		    "give exactly one of text or data_b64");
+		return NULL;
+	}
+	n = text ? json_string_length(text) : b64_decoded_max(
+	    json_string_length(b64));
+	if (text != NULL && n > max) {
+		reply_error(r->conn, r->id, ERR_MSG_TOO_BIG,
+		    json_pack("{s:I, s:I}", "bytes", (json_int_t)n,
+		    "max", (json_int_t)max),
+		    "message of %zu bytes is over the kernel's msgmax (%zu)",
+		    n, max);
+		return NULL;
+	}
+	if ((m = malloc(sizeof(*m) + n + 1)) == NULL) {
+		reply_error(r->conn, r->id, ERR_INTERNAL, NULL, "out of memory");
+		return NULL;
+	}
+	m->mtype = type;
+	if (text != NULL) {
+		memcpy(m->mtext, json_string_value(text), n);
+		*len = n;
+		return m;
+	}
+	dn = b64_decode(json_string_value(b64), json_string_length(b64),
+	    m->mtext);
+	if (dn < 0) {
+		free(m);
+		bad_param(r, "data_b64", "data_b64 is not canonical base64 "
+		    "(RFC 4648: A-Z a-z 0-9 + /, = padding, no whitespace)");
+		return NULL;
+	}
+	if ((size_t)dn > max) {
+		free(m);
+		reply_error(r->conn, r->id, ERR_MSG_TOO_BIG,
+		    json_pack("{s:I, s:I}", "bytes", (json_int_t)dn,
+		    "max", (json_int_t)max),
+		    "message of %zd bytes is over the kernel's msgmax (%zu)",
+		    dn, max);
+		return NULL;
+	}
+	*len = (size_t)dn;
+	return m;
+}
+
+json_t *
+send_result(struct queue *q, long type, size_t len)
+{
+	return json_pack("{s:s, s:I, s:I}", "queue", q->conf.name,
+	    "type", (json_int_t)type, "bytes", (json_int_t)len);
+}
+
+enum op_status
+op_queue_send(struct request *r)
+{
+	json_t *tv = json_object_get(r->req, "type");
+	struct queue *q;
+	struct ipcb_msg *m;
+	struct waiter *w;
+	json_int_t timeout;
+	char err[512];
+	size_t len;
+	int code;
+
+	if ((q = get_queue(r)) == NULL)
+		return OP_DONE;
+	if (tv == NULL || json_integer_value(tv) < 1)
+		return bad_param(r, "type", "type is required and must be >= 1");
+	if (get_timeout(r, &timeout) < 0)
+		return OP_DONE;
+	if ((m = get_payload(r, (long)json_integer_value(tv), &len)) == NULL)
+		return OP_DONE;
+	code = queue_send(q, m, len, err, sizeof(err));
+	if (code == ERR__OK) {
+		reply_result(r->conn, r->id, send_result(q, m->mtype, len));
+		free(m);
+		return OP_DONE;
+	}
+	if (code != ERR_QUEUE_FULL || timeout == 0) {
+		reply_error(r->conn, r->id, code, NULL, "%s", err);
+		free(m);
+		return OP_DONE;
+	}
+	if (r->id != NULL && *conn_nwaits(r->conn) >= MAX_PARKED_PER_CONN) {
+		free(m);
+		reply_error(r->conn, r->id, ERR_TOO_MANY_WAITS, NULL,
+		    "at most %d waits per connection", MAX_PARKED_PER_CONN);
+		return OP_DONE;
+	}
+	w = waiter_new(W_SEND, r->conn, q, r->id);
+	w->msg = m;
+	w->len = len;
+	w->deadline_ms = now_ms() + (uint64_t)timeout;
+	waiter_park(w);
+	return OP_PARKED;
+}
+
+enum op_status
+op_queue_recv(struct request *r)
+{
+	struct ipcb_selector sel;
+	enum encoding enc;
+	struct queue *q;
+	struct waiter *w;
+	json_int_t timeout;
+
+	if ((q = get_queue(r)) == NULL || get_selector(r, &sel) < 0 ||
+	    get_timeout(r, &timeout) < 0 || get_encoding(r, &enc) < 0)
+		return OP_DONE;
+	if (timeout > 0 && r->id != NULL &&
+	    *conn_nwaits(r->conn) >= MAX_PARKED_PER_CONN) {
+		reply_error(r->conn, r->id, ERR_TOO_MANY_WAITS, NULL,
+		    "at most %d waits per connection", MAX_PARKED_PER_CONN);
+		return OP_DONE;
+	}
+	w = waiter_new(W_RECV, r->conn, q, r->id);
+	w->sel = sel;
+	w->encoding = enc;
+	if (timeout > 0)
+		w->deadline_ms = now_ms() + (uint64_t)timeout;
+	return waiter_start(w);
+}
+
+enum op_status
+op_queue_consume(struct request *r)
+{
+	struct ipcb_selector sel;
+	enum encoding enc;
+	struct queue *q;
+	struct waiter *w;
+
+	if ((q = get_queue(r)) == NULL || get_selector(r, &sel) < 0 ||
+	    get_encoding(r, &enc) < 0)
+		return OP_DONE;
+	if (*conn_nwaits(r->conn) >= MAX_PARKED_PER_CONN) {
+		reply_error(r->conn, r->id, ERR_TOO_MANY_WAITS, NULL,
+		    "at most %d waits and consumers per connection",
+		    MAX_PARKED_PER_CONN);
+		return OP_DONE;
+	}
+	w = waiter_new(W_CONSUME, r->conn, q, NULL);
+	w->sel = sel;
+	w->encoding = enc;
+	reply_result(r->conn, r->id, json_pack("{s:I}", "consumer",
+	    (json_int_t)w->consumer));
+	waiter_park(w);
+	return OP_DONE;
+}
+
+/* The kernel's figures for a queue plus our waiters on it. */
+json_t *
+queue_stat_json(struct queue *q, int *code, char *err, size_t errlen)
+{
+	struct msqid_ds ds;
+	int rc;
+
+	rc = q->msqid < 0 ? -EIDRM : ipcb_msgq_stat(q->msqid, &ds);
+	if ((rc == -EINVAL || rc == -EIDRM) && queue_reopen(q) == 0)
+		rc = ipcb_msgq_stat(q->msqid, &ds);
+	if (rc < 0) {
+		*code = queue_errno_code(-rc);
+		snprintf(err, errlen, "queue \"%s\" (key 0x%08x): msgctl "
+		    "IPC_STAT: %s", q->conf.name, (unsigned)q->conf.key,
+		    strerror(-rc));
+		return NULL;
+	}
+	return json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:I, s:{s:i, s:I}, "
+	    "s:{s:i, s:I}, s:s, s:i, s:i, s:i, s:i}",
+	    "queue", q->conf.name,
+	    "key", key_hex(q->conf.key),
+	    "key_spec", q->conf.key_spec,
+	    "msqid", q->msqid,
+	    "messages", (json_int_t)ds.msg_qnum,
+	    "bytes", (json_int_t)ds.__msg_cbytes,
+	    "max_bytes", (json_int_t)ds.msg_qbytes,
+	    "last_send", "pid", (int)ds.msg_lspid,
+	    "time", (json_int_t)ds.msg_stime,
+	    "last_recv", "pid", (int)ds.msg_lrpid,
+	    "time", (json_int_t)ds.msg_rtime,
+	    "mode", mode_octal(ds.msg_perm.mode & 0777),
+	    "uid", (int)ds.msg_perm.uid,
+	    "gid", (int)ds.msg_perm.gid,
+	    "waiters", q->nwaiting,
+	    "consumers", q->nconsumers);
+}
+
+enum op_status
+op_queue_stat(struct request *r)
+{
+	struct queue *q;
+	char err[512];
+	json_t *j;
+	int code;
+
+	if ((q = get_queue(r)) == NULL)
+		return OP_DONE;
+	if ((j = queue_stat_json(q, &code, err, sizeof(err))) == NULL)
+		reply_error(r->conn, r->id, code, NULL, "%s", err);
+	else
+		reply_result(r->conn, r->id, j);
+	return OP_DONE;
+}
+
+enum op_status
+op_queue_list(struct request *r)
+{
+	json_t *list = json_array(), *j;
+	struct queue *q;
+	char err[512];
+	int code;
+
+	TAILQ_FOREACH(q, &queues, entry) {
+		j = queue_stat_json(q, &code, err, sizeof(err));
+		if (j == NULL)
+			j = json_pack("{s:s, s:s, s:{s:s, s:s}}",
+			    "queue", q->conf.name, "key", key_hex(q->conf.key),
+			    "error", "code", err_name(code), "message", err);
+		json_array_append_new(list, j);
+	}
+	reply_result(r->conn, r->id, json_pack("{s:o}", "queues", list));
+	return OP_DONE;
+}

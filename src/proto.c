@@ -1,0 +1,257 @@
+/*
+ * proto.c - protocol v1: one JSON object per line in, one reply line out.
+ *
+ * Decoding and validation happen here, once, for every op: the op table
+ * lists each op's params and their JSON types, so an unknown or mistyped
+ * param is refused with invalid_params naming it before any handler runs.
+ * Handlers check ranges and meaning, and reply through reply_result() or
+ * reply_error(), or park the request and reply later through the same path.
+ */
+#include <stdarg.h>
+#include <string.h>
+
+#include "daemon.h"
+
+enum ptype { P_INT, P_STR, P_BOOL, P_ANY };
+
+struct param {
+	const char	*name;
+	enum ptype	 type;
+};
+
+struct op {
+	const char	*name;
+	enum op_status	 (*fn)(struct request *);
+	struct param	 params[8];
+};
+
+#define SELECTOR_PARAMS \
+	{ "type", P_INT }, { "type_max", P_INT }, { "except", P_BOOL }
+
+static const struct op ops[] = {
+	{ "hello", op_hello, { { "proto", P_INT } } },
+	{ "stats", op_stats, { { NULL, 0 } } },
+	{ "cancel", op_cancel, { { "target", P_ANY }, { "consumer", P_INT } } },
+	{ "queue.send", op_queue_send, { { "queue", P_STR }, { "type", P_INT },
+	    { "text", P_STR }, { "data_b64", P_STR },
+	    { "timeout_ms", P_INT } } },
+	{ "queue.recv", op_queue_recv, { { "queue", P_STR }, SELECTOR_PARAMS,
+	    { "timeout_ms", P_INT }, { "encoding", P_STR } } },
+	{ "queue.consume", op_queue_consume, { { "queue", P_STR },
+	    SELECTOR_PARAMS, { "encoding", P_STR } } },
+	{ "queue.stat", op_queue_stat, { { "queue", P_STR } } },
+	{ "queue.list", op_queue_list, { { NULL, 0 } } },
+};
+
+static const char *ptype_names[] = {
+	[P_INT] = "an integer", [P_STR] = "a string", [P_BOOL] = "a boolean",
+	[P_ANY] = "any value",
+};
+
+json_t *
+proto_op_names(void)
+{
+	json_t *a = json_array();
+	size_t i;
+
+	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+		json_array_append_new(a, json_string(ops[i].name));
+	return a;
+}
+
+static void
+write_reply(struct conn *c, json_t *id, const char *key, json_t *body)
+{
+	json_t *r;
+
+	r = json_object();
+	if (id != NULL)
+		json_object_set(r, "id", id);
+	json_object_set_new(r, key, body);
+	conn_write_json(c, r);
+	json_decref(r);
+}
+
+void
+reply_result(struct conn *c, json_t *id, json_t *result)
+{
+	write_reply(c, id, "result", result);
+}
+
+/* Send an error reply; takes ownership of data (may be NULL). */
+void
+reply_error(struct conn *c, json_t *id, int code, json_t *data,
+    const char *fmt, ...)
+{
+	char msg[1024];
+	json_t *e;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	stats.errors[code]++;
+	e = json_pack("{s:s, s:s}", "code", err_name(code), "message", msg);
+	if (e == NULL)	/* msg was not UTF-8: cannot happen with our text */
+		e = json_pack("{s:s, s:s}", "code", err_name(code),
+		    "message", "(unprintable message)");
+	if (data != NULL)
+		json_object_set_new(e, "data", data);
+	write_reply(c, id, "error", e);
+}
+
+int
+bad_param(struct request *r, const char *param, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	reply_error(r->conn, r->id, ERR_INVALID_PARAMS,
+	    json_pack("{s:s}", "param", param), "%s: %s", r->op, msg);
+	return OP_DONE;
+}
+
+void
+send_event(struct conn *c, const char *name, json_t *data)
+{
+	json_t *e;
+
+	e = json_pack("{s:s, s:o, s:I}", "event", name, "data", data,
+	    "ts_ms", (json_int_t)now_realtime_ms());
+	conn_write_json(c, e);
+	json_decref(e);
+}
+
+/* The longest prefix of s within max bytes that ends on a UTF-8
+ * character boundary (s is valid UTF-8: it came from jansson). */
+size_t
+utf8_prefix(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n <= max)
+		return n;
+	n = max;
+	while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+		n--;
+	return n;
+}
+
+static int
+type_ok(json_t *v, enum ptype t)
+{
+	switch (t) {
+	case P_INT:
+		return json_is_integer(v);
+	case P_STR:
+		return json_is_string(v);
+	case P_BOOL:
+		return json_is_boolean(v);
+	case P_ANY:
+		return 1;
+	}
+	return 0;
+}
+
+/* Every key must be one of the op's params, with the right JSON type. */
+static int
+check_params(struct request *r, const struct op *op)
+{
+	const struct param *p;
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(r->req, key, v) {
+		if (!strcmp(key, "id") || !strcmp(key, "op"))
+			continue;
+		for (p = op->params; p->name != NULL; p++) {
+			if (!strcmp(p->name, key))
+				break;
+		}
+		if (p->name == NULL) {
+			bad_param(r, key, "unknown param \"%.64s\"", key);
+			return -1;
+		}
+		if (!type_ok(v, p->type)) {
+			bad_param(r, key, "param \"%s\" must be %s", key,
+			    ptype_names[p->type]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+id_ok(json_t *id)
+{
+	if (json_is_integer(id))
+		return 1;
+	return json_is_string(id) && json_string_length(id) <= MAX_ID_BYTES;
+}
+
+void
+proto_line(struct conn *c, const char *line, size_t len)
+{
+	struct request r;
+	json_error_t jerr;
+	json_t *req, *op;
+	size_t i;
+
+	stats.requests++;
+	req = json_loadb(line, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
+	    &jerr);
+	if (req == NULL) {
+		if (json_error_code(&jerr) == json_error_invalid_utf8)
+			reply_error(c, NULL, ERR_NOT_UTF8,
+			    json_pack("{s:i}", "position", jerr.position),
+			    "request is not valid UTF-8");
+		else
+			reply_error(c, NULL, ERR_PARSE,
+			    json_pack("{s:i}", "position", jerr.position),
+			    "JSON: %s", jerr.text);
+		return;
+	}
+	memset(&r, 0, sizeof(r));
+	r.conn = c;
+	r.req = req;
+	if (!json_is_object(req)) {
+		reply_error(c, NULL, ERR_INVALID_REQUEST, NULL,
+		    "a request is a JSON object, like {\"op\":\"hello\"}");
+		goto done;
+	}
+	r.id = json_object_get(req, "id");
+	if (r.id != NULL && !id_ok(r.id)) {
+		r.id = NULL;
+		reply_error(c, NULL, ERR_INVALID_REQUEST,
+		    json_pack("{s:s}", "param", "id"),
+		    "id must be an integer or a string of at most %d bytes",
+		    MAX_ID_BYTES);
+		goto done;
+	}
+	op = json_object_get(req, "op");
+	if (!json_is_string(op)) {
+		reply_error(c, r.id, ERR_INVALID_REQUEST,
+		    json_pack("{s:s}", "param", "op"),
+		    "\"op\" is required and must be a string");
+		goto done;
+	}
+	r.op = json_string_value(op);
+	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		if (strcmp(ops[i].name, r.op) == 0)
+			break;
+	}
+	if (i == sizeof(ops) / sizeof(ops[0])) {
+		reply_error(c, r.id, ERR_UNKNOWN_OP,
+		    json_pack("{s:s%}", "op", r.op, utf8_prefix(r.op, 64)),
+		    "unknown op \"%.*s\" (hello lists the ops)",
+		    (int)utf8_prefix(r.op, 64), r.op);
+		goto done;
+	}
+	if (check_params(&r, &ops[i]) == 0)
+		ops[i].fn(&r);
+done:
+	json_decref(req);
+}

@@ -1,0 +1,633 @@
+/*
+ * waiter.c - receivers that wait, consumers, sends waiting for room, and
+ * the timer that polls queues for them.
+ *
+ * SysV queues have no file descriptor, so while anyone waits a timer polls
+ * with IPC_NOWAIT: one msgrcv per distinct selector per pass, oldest waiter
+ * first, draining while messages keep coming. The interval adapts: 1 ms
+ * right after traffic, doubling on each empty pass up to poll_interval_ms.
+ * With nobody waiting there is no timer at all.
+ *
+ * A message is taken off a queue only for a live waiter; if its reply
+ * cannot be written, it goes back (same type) and is never dropped.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+
+#define DRAIN_PER_PASS	1024
+#define MAX_SELECTORS	32
+
+static struct event *poll_ev;
+static int poll_ms = 1;		/* current adaptive interval */
+static uint64_t poll_due;
+static int nwaiters;
+static long next_consumer = 1;
+static struct ipcb_msgbuf rbuf;
+static struct queue orphans;	/* put-backs whose queue left the config */
+
+static void	schedule(int ms);
+
+int
+waiter_count(void)
+{
+	return nwaiters;
+}
+
+struct waiter *
+waiter_new(enum waiter_kind kind, struct conn *c, struct queue *q, json_t *id)
+{
+	struct waiter *w;
+
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		fatalx("out of memory");
+	w->kind = kind;
+	w->conn = c;
+	w->queue = q;
+	if (id != NULL)
+		w->id = json_incref(id);
+	w->held = c != NULL && id == NULL && kind != W_CONSUME;
+	if (kind == W_CONSUME)
+		w->consumer = next_consumer++;
+	return w;
+}
+
+static void
+waiter_free(struct waiter *w)
+{
+	json_decref(w->id);
+	free(w->msg);
+	free(w);
+}
+
+/* Start waiting: join the queue's list and the connection's, arm polling. */
+void
+waiter_park(struct waiter *w)
+{
+	struct queue *q = w->queue;
+
+	if (w->kind == W_SEND)
+		TAILQ_INSERT_TAIL(&q->senders, w, qentry);
+	else
+		TAILQ_INSERT_TAIL(&q->receivers, w, qentry);
+	if (w->kind == W_CONSUME)
+		q->nconsumers++;
+	else
+		q->nwaiting++;
+	if (w->conn != NULL) {
+		TAILQ_INSERT_TAIL(conn_waiters(w->conn), w, centry);
+		if (w->held)
+			conn_set_held(w->conn, w);
+		else
+			(*conn_nwaits(w->conn))++;
+	}
+	nwaiters++;
+	poll_ms = 1;
+	schedule(1);
+}
+
+/* Leave every list; the caller replies (or not) and frees. */
+static void
+unlink_waiter(struct waiter *w)
+{
+	struct queue *q = w->queue;
+
+	if (w->kind == W_SEND)
+		TAILQ_REMOVE(&q->senders, w, qentry);
+	else
+		TAILQ_REMOVE(&q->receivers, w, qentry);
+	if (w->kind == W_CONSUME)
+		q->nconsumers--;
+	else
+		q->nwaiting--;
+	if (w->conn != NULL) {
+		TAILQ_REMOVE(conn_waiters(w->conn), w, centry);
+		if (!w->held)
+			(*conn_nwaits(w->conn))--;
+	}
+	nwaiters--;
+}
+
+/* A parked or held wait is over: unlink, reply, let a held conn go on. */
+static void
+finish(struct waiter *w, int parked, json_t *result, int code,
+    const char *msg)
+{
+	struct conn *c = w->conn;
+	int held = w->held;
+
+	if (parked)
+		unlink_waiter(w);
+	if (c != NULL && conn_alive(c)) {
+		if (result != NULL)
+			reply_result(c, w->id, result);
+		else
+			reply_error(c, w->id, code, NULL, "%s", msg);
+		if (held && parked)
+			conn_hold_done(c);
+		conn_flush(c);
+	} else
+		json_decref(result);
+	waiter_free(w);
+}
+
+/* Put a message that could not be delivered back on its queue. */
+void
+waiter_putback(struct queue *q, const struct ipcb_msg *m, size_t len)
+{
+	struct waiter *w;
+	char err[512];
+	int code;
+
+	code = queue_send(q, m, len, err, sizeof(err));
+	if (code == ERR__OK) {
+		stats.msgs_sent--;	/* not a new message */
+		stats.putbacks++;
+		log_debug("queue \"%s\": put back a type %ld message",
+		    q->conf.name, m->mtype);
+		return;
+	}
+	if (code != ERR_QUEUE_FULL) {
+		stats.lost++;
+		log_warnx("LOST a type %ld message of %zu bytes: put-back "
+		    "failed: %s", m->mtype, len, err);
+		return;
+	}
+	/* full: retry on the timer, never drop */
+	w = waiter_new(W_SEND, NULL, q, NULL);
+	if ((w->msg = malloc(sizeof(*m) + len)) == NULL)
+		fatalx("out of memory");
+	memcpy(w->msg, m, sizeof(*m) + len);
+	w->len = len;
+	waiter_park(w);
+}
+
+/* Put back by key: the queue may have left the config since delivery. */
+void
+waiter_putback_key(key_t key, const struct ipcb_msg *m, size_t len)
+{
+	struct queue *q;
+
+	TAILQ_FOREACH(q, &queues, entry) {
+		if (q->conf.key == key) {
+			waiter_putback(q, m, len);
+			return;
+		}
+	}
+	if (ipcb_msgq_open(key, 0, 0, &orphans.msqid) < 0 ||
+	    ipcb_msgq_send(orphans.msqid, m, len, IPC_NOWAIT) < 0) {
+		stats.lost++;
+		log_warnx("LOST a type %ld message of %zu bytes: its queue "
+		    "(key 0x%08x) left the config and the put-back failed",
+		    m->mtype, len, (unsigned)key);
+		return;
+	}
+	stats.putbacks++;
+}
+
+/* Encode a payload as text or data_b64 into obj; -1 if text was forced
+ * and the bytes are not UTF-8. */
+int
+payload_put(json_t *obj, const char *data, size_t len, enum encoding enc)
+{
+	json_t *s = NULL;
+	char *b;
+
+	if (enc != ENC_BASE64 && memchr(data, '\0', len) == NULL)
+		s = json_stringn(data, len);
+	if (s != NULL) {
+		json_object_set_new(obj, "text", s);
+		return 0;
+	}
+	if (enc == ENC_TEXT)
+		return -1;
+	if ((b = malloc(b64_encoded_len(len) + 1)) == NULL)
+		fatalx("out of memory");
+	b64_encode(data, len, b);
+	json_object_set_new(obj, "data_b64",
+	    json_stringn_nocheck(b, b64_encoded_len(len)));
+	free(b);
+	return 0;
+}
+
+static json_t *
+msg_json(struct queue *q, const struct ipcb_msg *m, size_t len,
+    enum encoding enc)
+{
+	json_t *j;
+
+	j = json_pack("{s:s, s:I, s:I}", "queue", q->conf.name,
+	    "type", (json_int_t)m->mtype, "bytes", (json_int_t)len);
+	if (payload_put(j, m->mtext, len, enc) < 0) {
+		json_decref(j);
+		return NULL;
+	}
+	return j;
+}
+
+/*
+ * Hand a message just taken off the queue to a waiter. Returns 0 when the
+ * waiter is done (a recv), 1 when it stays (a consumer).
+ */
+static int
+deliver(struct waiter *w, int parked, const struct ipcb_msg *m, size_t len)
+{
+	struct conn *c = w->conn;
+	struct queue *q = w->queue;
+	json_t *j;
+
+	j = msg_json(q, m, len, w->encoding);
+	if (j == NULL) {
+		waiter_putback(q, m, len);
+		if (w->kind == W_CONSUME) {
+			send_event(c, "consumer_end", json_pack(
+			    "{s:I, s:{s:s, s:s}}", "consumer",
+			    (json_int_t)w->consumer, "error", "code", "not_utf8",
+			    "message", "a message is not UTF-8 and encoding is "
+			    "text; it was put back"));
+			unlink_waiter(w);
+			waiter_free(w);
+			conn_flush(c);
+			return 0;
+		}
+		finish(w, parked, NULL, ERR_NOT_UTF8, "the message is not "
+		    "UTF-8 text (it was put back; use encoding base64 or auto)");
+		return 0;
+	}
+	if (w->kind == W_CONSUME) {
+		json_object_set_new(j, "consumer",
+		    json_integer((json_int_t)w->consumer));
+		send_event(c, "message", j);
+		/* round robin among consumers */
+		TAILQ_REMOVE(&q->receivers, w, qentry);
+		TAILQ_INSERT_TAIL(&q->receivers, w, qentry);
+		conn_track_delivery(c, q->conf.key, m, len);
+		return 1;
+	}
+	if (parked)
+		unlink_waiter(w);
+	reply_result(c, w->id, json_pack("{s:o, s:b}", "msg", j,
+	    "timed_out", 0));
+	if (w->held && parked)
+		conn_hold_done(c);
+	conn_track_delivery(c, q->conf.key, m, len);
+	if (conn_alive(c))
+		conn_flush(c);
+	waiter_free(w);
+	return 0;
+}
+
+static int
+same_selector(const struct ipcb_selector *a, const struct ipcb_selector *b)
+{
+	return a->match == b->match && a->type == b->type;
+}
+
+/* First try for a new receive: answer now, or park it. */
+enum op_status
+waiter_start(struct waiter *w)
+{
+	struct queue *q = w->queue;
+	struct waiter *o;
+	char err[512];
+	size_t len;
+	int code, rc;
+
+	/* older waiters on the same selector come first */
+	TAILQ_FOREACH(o, &q->receivers, qentry) {
+		if (o->kind == W_RECV && same_selector(&o->sel, &w->sel))
+			break;
+	}
+	if (o == NULL) {
+		rc = queue_recv(q, &w->sel, &rbuf, &len, &code, err,
+		    sizeof(err));
+		if (rc < 0) {
+			finish(w, 0, NULL, code, err);
+			return OP_DONE;
+		}
+		if (rc > 0) {
+			deliver(w, 0, rbuf.msg, len);
+			return OP_DONE;
+		}
+		if (w->deadline_ms == 0) {
+			finish(w, 0, json_pack("{s:n, s:b}", "msg",
+			    "timed_out", 0), 0, NULL);
+			return OP_DONE;
+		}
+	}
+	waiter_park(w);
+	return OP_PARKED;
+}
+
+/*
+ * Replying can close a connection, and closing frees all its waiters, so
+ * the loops below never keep a pointer to the next waiter across a reply:
+ * they start again from the head of the list instead.
+ */
+
+/* The first sender with a client whose deadline passed. */
+static struct waiter *
+expired_sender(struct queue *q, uint64_t now)
+{
+	struct waiter *w;
+
+	TAILQ_FOREACH(w, &q->senders, qentry) {
+		if (w->conn != NULL && w->deadline_ms <= now)
+			return w;
+	}
+	return NULL;
+}
+
+static void
+serve_senders(struct queue *q, uint64_t now)
+{
+	struct waiter *w;
+	char err[512];
+	int code;
+
+	while ((w = TAILQ_FIRST(&q->senders)) != NULL) {
+		code = queue_send(q, w->msg, w->len, err, sizeof(err));
+		if (code == ERR_QUEUE_FULL)
+			break;	/* later senders must not overtake */
+		if (w->conn != NULL) {
+			if (code == ERR__OK)
+				finish(w, 1, send_result(q, w->msg->mtype,
+				    w->len), 0, NULL);
+			else
+				finish(w, 1, NULL, code, err);
+			continue;
+		}
+		/* a put-back */
+		if (code == ERR__OK) {
+			stats.msgs_sent--;
+			stats.putbacks++;
+		} else {
+			stats.lost++;
+			log_warnx("LOST a type %ld message of %zu bytes: "
+			    "put-back failed: %s", w->msg->mtype, w->len, err);
+		}
+		unlink_waiter(w);
+		waiter_free(w);
+	}
+	while ((w = expired_sender(q, now)) != NULL)
+		finish(w, 1, NULL, ERR_QUEUE_FULL,
+		    "queue still full when timeout_ms passed");
+}
+
+/* Selectors found empty during one poll pass over a queue. */
+struct pass {
+	struct ipcb_selector empty[MAX_SELECTORS];
+	int		 nempty;
+};
+
+static int
+known_empty(const struct pass *p, const struct ipcb_selector *sel)
+{
+	int i;
+
+	for (i = 0; i < p->nempty; i++) {
+		if (same_selector(&p->empty[i], sel))
+			return 1;
+	}
+	return 0;
+}
+
+/* Deliver one message to the oldest waiter that has one; 0 if none. */
+static int
+serve_one(struct queue *q, struct pass *p)
+{
+	struct waiter *w;
+	int rc, code;
+	char err[512];
+	size_t len;
+
+	TAILQ_FOREACH(w, &q->receivers, qentry) {
+		if (!conn_alive(w->conn) || known_empty(p, &w->sel))
+			continue;
+		if (w->kind == W_CONSUME && conn_backlogged(w->conn))
+			continue;
+		rc = queue_recv(q, &w->sel, &rbuf, &len, &code, err,
+		    sizeof(err));
+		if (rc < 0) {
+			waiter_fail_queue(q, code, err);
+			return 0;
+		}
+		if (rc > 0) {
+			deliver(w, 1, rbuf.msg, len);
+			return 1;
+		}
+		if (p->nempty < MAX_SELECTORS)
+			p->empty[p->nempty++] = w->sel;
+	}
+	return 0;
+}
+
+static struct waiter *
+expired_receiver(struct queue *q, uint64_t now)
+{
+	struct waiter *w;
+
+	TAILQ_FOREACH(w, &q->receivers, qentry) {
+		if (w->kind == W_RECV && w->deadline_ms <= now)
+			return w;
+	}
+	return NULL;
+}
+
+static void
+poll_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct queue *q;
+	struct waiter *w;
+	struct pass p;
+	uint64_t now = now_ms();
+	int total = 0;
+
+	(void)fd; (void)ev; (void)arg;
+	stats.polls++;
+	TAILQ_FOREACH(q, &queues, entry) {
+		serve_senders(q, now);
+		p.nempty = 0;
+		while (total < DRAIN_PER_PASS && serve_one(q, &p))
+			total++;
+		while ((w = expired_receiver(q, now)) != NULL)
+			finish(w, 1, json_pack("{s:n, s:b}", "msg",
+			    "timed_out", 1), 0, NULL);
+	}
+	if (nwaiters == 0)
+		return;
+	/* adaptive: fast right after traffic, backing off when idle */
+	if (total > 0)
+		poll_ms = 1;
+	else if (poll_ms < cfg->poll_interval_ms)
+		poll_ms = poll_ms * 2 > cfg->poll_interval_ms ?
+		    cfg->poll_interval_ms : poll_ms * 2;
+	schedule(total >= DRAIN_PER_PASS ? 0 : poll_ms);
+}
+
+/* Run the poll within ms, unless it is already due sooner. */
+static void
+schedule(int ms)
+{
+	struct timeval tv;
+	uint64_t due = now_ms() + (uint64_t)ms;
+
+	if (poll_ev == NULL && (poll_ev = evtimer_new(base, poll_cb,
+	    NULL)) == NULL)
+		fatalx("out of memory");
+	if (evtimer_pending(poll_ev, NULL) && poll_due <= due)
+		return;
+	poll_due = due;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(poll_ev, &tv);
+}
+
+/* The connection is going away: drop its waits without replying. */
+void
+waiter_cancel_conn(struct conn *c)
+{
+	struct waiter *w;
+
+	while ((w = TAILQ_FIRST(conn_waiters(c))) != NULL) {
+		unlink_waiter(w);
+		if (w->held)
+			conn_set_held(c, NULL);
+		waiter_free(w);
+	}
+}
+
+/* Half-close: consumers stop (their client will send no cancel). */
+void
+waiter_end_consumers(struct conn *c)
+{
+	struct waiter *w, *next;
+
+	for (w = TAILQ_FIRST(conn_waiters(c)); w != NULL; w = next) {
+		next = TAILQ_NEXT(w, centry);
+		if (w->kind != W_CONSUME)
+			continue;
+		unlink_waiter(w);
+		waiter_free(w);
+	}
+}
+
+/* A queue failed (removed, reloaded away): end everyone waiting on it. */
+void
+waiter_fail_queue(struct queue *q, int code, const char *why)
+{
+	struct waiter *w;
+
+	while ((w = TAILQ_FIRST(&q->receivers)) != NULL) {
+		if (w->kind == W_CONSUME) {
+			unlink_waiter(w);
+			send_event(w->conn, "consumer_end", json_pack(
+			    "{s:I, s:{s:s, s:s}}", "consumer",
+			    (json_int_t)w->consumer, "error", "code",
+			    err_name(code), "message", why));
+			conn_flush(w->conn);
+			waiter_free(w);
+			continue;
+		}
+		finish(w, 1, NULL, code, why);
+	}
+	while ((w = TAILQ_FIRST(&q->senders)) != NULL) {
+		if (w->conn == NULL) {
+			/* keep the put-back: move it to a queue by key */
+			unlink_waiter(w);
+			waiter_putback_key(w->queue->conf.key, w->msg, w->len);
+			waiter_free(w);
+			continue;
+		}
+		finish(w, 1, NULL, code, why);
+	}
+}
+
+/* Find a parked wait of this connection by the id it was sent with. */
+struct waiter *
+waiter_find(struct conn *c, json_t *id, long consumer)
+{
+	struct waiter *w;
+
+	TAILQ_FOREACH(w, conn_waiters(c), centry) {
+		if (consumer != 0 && w->kind == W_CONSUME &&
+		    w->consumer == consumer)
+			return w;
+		if (consumer == 0 && w->id != NULL && json_equal(w->id, id))
+			return w;
+	}
+	return NULL;
+}
+
+void
+waiter_cancel(struct waiter *w)
+{
+	if (w->kind == W_CONSUME) {
+		unlink_waiter(w);
+		waiter_free(w);
+		return;
+	}
+	finish(w, 1, NULL, ERR_CANCELLED, "cancelled by the client");
+}
+
+static struct waiter *
+client_sender(struct queue *q)
+{
+	struct waiter *w;
+
+	TAILQ_FOREACH(w, &q->senders, qentry) {
+		if (w->conn != NULL)
+			return w;
+	}
+	return NULL;
+}
+
+/* SIGTERM: every client wait ends with shutting_down; put-backs stay. */
+void
+waiter_shutdown(void)
+{
+	struct queue *q;
+	struct waiter *w;
+
+	TAILQ_FOREACH(q, &queues, entry) {
+		while ((w = TAILQ_FIRST(&q->receivers)) != NULL) {
+			if (w->kind == W_CONSUME) {
+				unlink_waiter(w);
+				waiter_free(w);
+			} else
+				finish(w, 1, NULL, ERR_SHUTTING_DOWN,
+				    "the daemon is shutting down");
+		}
+		while ((w = client_sender(q)) != NULL)
+			finish(w, 1, NULL, ERR_SHUTTING_DOWN,
+			    "the daemon is shutting down");
+	}
+}
+
+/* Put-backs still waiting for room (counted as lost if we must exit). */
+int
+waiter_pending_putbacks(void)
+{
+	struct queue *q;
+	struct waiter *w;
+	int n = 0;
+
+	TAILQ_FOREACH(q, &queues, entry) {
+		TAILQ_FOREACH(w, &q->senders, qentry) {
+			if (w->conn == NULL)
+				n++;
+		}
+	}
+	return n;
+}
+
+void
+waiter_exit(void)
+{
+	if (poll_ev != NULL)
+		event_free(poll_ev);
+	poll_ev = NULL;
+	ipcb_msgbuf_free(&rbuf);
+}
