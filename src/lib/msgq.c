@@ -148,18 +148,26 @@ ipcb_msgq_remove(int msqid)
 	return ipcb_sysv.msgctl(msqid, IPC_RMID, NULL) < 0 ? -errno : 0;
 }
 
-/* The kernel's largest message (msgmax); 8192 when it cannot be read. */
+/*
+ * The kernel's largest message (msgmax); 8192 when it cannot be read.
+ * Read once: it is on every send's path, and a later sysctl change only
+ * costs an E2BIG retry on receive.
+ */
 size_t
 ipcb_msgmax(void)
 {
+	static unsigned long cached;
 	unsigned long v;
 	FILE *f;
 
+	if (cached != 0)
+		return cached;
 	f = fopen("/proc/sys/kernel/msgmax", "r");
 	if (f == NULL)
 		return 8192;
 	if (fscanf(f, "%lu", &v) != 1 || v == 0)
 		v = 8192;
 	fclose(f);
+	cached = v;
 	return v;
 }
