@@ -229,8 +229,10 @@ queue_key(struct parse *p, const char *qname, const char *name,
 		return fail(p, section, name,
 		    "queue name must be 1-64 of A-Z a-z 0-9 _ - .");
 	q = (struct queue_conf *)config_queue(p->cfg, qname);
-	if (q == NULL)
+	if (q == NULL) {
 		q = add_queue(p->cfg, qname);
+		q->line = p->lineno;
+	}
 	if (!strcmp(name, "key")) {
 		if (ipcb_key_parse(value, &q->key, kerr, sizeof(kerr)) < 0)
 			return fail(p, section, name, "%s", kerr);
@@ -320,8 +322,8 @@ finish(struct config *c, char *err, size_t errlen)
 			q->key_spec = xstrdup(DEFAULT_QUEUE_KEY);
 			continue;
 		}
-		snprintf(err, errlen, "%s: [queue %s]: key is required",
-		    c->path, q->name);
+		snprintf(err, errlen, "%s:%d: [queue %s]: key is required",
+		    c->path, q->line, q->name);
 		return -1;
 	}
 	for (i = 0; i < c->nqueues; i++) {
@@ -331,10 +333,11 @@ finish(struct config *c, char *err, size_t errlen)
 			if (c->queues[i].key != c->queues[j].key)
 				continue;
 			snprintf(err, errlen,
-			    "%s: [queue %s] and [queue %s] have the same key "
-			    "0x%08x", c->path ? c->path : "defaults",
-			    c->queues[i].name, c->queues[j].name,
-			    (unsigned)c->queues[i].key);
+			    "%s:%d: [queue %s] key: same key 0x%08x as "
+			    "[queue %s] (line %d)",
+			    c->path ? c->path : "defaults", c->queues[j].line,
+			    c->queues[j].name, (unsigned)c->queues[j].key,
+			    c->queues[i].name, c->queues[i].line);
 			return -1;
 		}
 	}

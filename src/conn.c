@@ -299,6 +299,9 @@ flush_out(struct conn *c)
 		TAILQ_REMOVE(&c->inflight, f, entry);
 		free(f);
 	}
+	if (!conn_backlogged(c) && c->held == NULL &&
+	    c->in_start < c->in_len)
+		event_active(c->rev, EV_READ, 0);	/* lines wait for us */
 	if (c->out_len == 0) {
 		c->out_off = 0;
 		if (c->out_cap > 65536) {
@@ -415,10 +418,8 @@ read_cb(evutil_socket_t fd, short ev, void *arg)
 			conn_close(c, strerror(errno));
 			return;
 		}
-		if (n == 0) {
+		if (n == 0)
 			c->eof = 1;
-			waiter_end_consumers(c);
-		}
 		if (n > 0) {
 			c->in_len += (size_t)n;
 			stats.bytes_in += (uint64_t)n;
@@ -464,7 +465,8 @@ process_input(struct conn *c)
 	size_t len;
 	int lines = 0;
 
-	while (!c->closing && c->held == NULL && c->in_start < c->in_len) {
+	while (!c->closing && c->held == NULL && c->in_start < c->in_len &&
+	    !conn_backlogged(c)) {
 		if (lines++ == LINES_PER_READ) {
 			/* let other clients in; come back on the next pass */
 			event_active(c->rev, EV_READ, 0);
@@ -504,7 +506,17 @@ process_input(struct conn *c)
 		    "line longer than max_line_bytes (%zu); discarded",
 		    cfg->max_line_bytes);
 	}
+	if (c->eof && c->discarding && c->in_start == c->in_len) {
+		/* the overlong line ended with the input, not a newline */
+		c->discarding = 0;
+		reply_error(c, NULL, ERR_LINE_TOO_LONG, NULL,
+		    "line longer than max_line_bytes (%zu); discarded",
+		    cfg->max_line_bytes);
+	}
 	if (c->in_start == c->in_len) {
+		/* after a half-close, nothing can cancel a consumer: end them */
+		if (c->eof)
+			waiter_end_consumers(c);
 		c->in_start = c->in_scan = c->in_len = 0;
 		if (c->in_cap > READ_CHUNK || !c->reading || c->eof) {
 			free(c->in);

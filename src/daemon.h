@@ -54,6 +54,7 @@ struct queue_conf {
 	int		 mode;
 	int		 create;
 	unsigned long	 max_bytes;	/* 0 = leave the kernel's msg_qbytes */
+	int		 line;		/* where its section starts, for errors */
 };
 
 struct config {
@@ -90,8 +91,9 @@ struct queue {
 	int		 msqid;
 	struct waiterq	 receivers;	/* recv waits and consumers, in order */
 	struct waiterq	 senders;	/* sends waiting for room */
-	int		 nwaiting;
+	int		 nwaiting;	/* clients' recv and send waits */
 	int		 nconsumers;
+	int		 nputbacks;	/* messages waiting to go back */
 	TAILQ_ENTRY(queue) entry;
 };
 TAILQ_HEAD(queueq, queue);
@@ -101,6 +103,11 @@ int		 queues_open(const struct config *, char *err, size_t errlen);
 int		 queues_reload(const struct config *);
 void		 queues_close(void);
 struct queue	*queue_find(const char *name);
+struct queue	*queue_by_key(key_t);
+struct queue	*queue_retired(key_t);
+void		 queues_retired_serve(void (*)(struct queue *, uint64_t),
+		    uint64_t);
+int		 queues_retired_putbacks(void);
 int		 queue_reopen(struct queue *);
 int		 queue_errno_code(int);
 int		 queue_send(struct queue *, const struct ipcb_msg *, size_t,
@@ -234,5 +241,6 @@ int		 waiter_pending_putbacks(void);
 int		 waiter_count(void);
 void		 waiter_exit(void);
 int		 payload_put(json_t *, const char *, size_t, enum encoding);
+void		 serve_senders(struct queue *, uint64_t);
 
 #endif

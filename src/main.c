@@ -24,6 +24,7 @@ static struct config *config;
 static const char *config_path = DEFAULT_CONFIG;
 static int config_given;
 static const char *socket_override;
+static const char *pidfile;
 static struct event *drain_ev;
 
 static void
@@ -47,7 +48,7 @@ help(void)
 	    "  -p FILE    write the pid to FILE\n"
 	    "  -t         check the config, print the effective settings, "
 	    "exit\n"
-	    "  -v         more logging (repeat for debug)\n"
+	    "  -v         debug logging\n"
 	    "  -V         print the version and exit\n"
 	    "  -h         this help\n\n"
 	    "See ipcbridge(8), ipcbridge.conf(5) and doc/protocol.md.\n");
@@ -154,6 +155,20 @@ write_pidfile(const char *path)
 	fclose(f);
 }
 
+/* -d changes to /, and SIGHUP reloads later: keep paths absolute. */
+static const char *
+absolute(const char *path)
+{
+	static char cwd[4096];
+	char *p;
+
+	if (*path == '/' || getcwd(cwd, sizeof(cwd)) == NULL)
+		return path;
+	if (asprintf(&p, "%s/%s", cwd, path) < 0)
+		fatalx("out of memory");
+	return p;	/* lives as long as the process */
+}
+
 static void
 libevent_log(int severity, const char *msg)
 {
@@ -168,14 +183,13 @@ main(int argc, char *argv[])
 {
 	struct event *sigs[4];
 	const int signums[4] = { SIGINT, SIGTERM, SIGHUP, 0 };
-	const char *pidfile = NULL;
 	int ch, test = 0, daemonize = 0, verbose = 0, i, lost;
 	char err[1024];
 
 	while ((ch = getopt(argc, argv, "c:dhp:S:tVv")) != -1) {
 		switch (ch) {
 		case 'c':
-			config_path = optarg;
+			config_path = absolute(optarg);
 			config_given = 1;
 			break;
 		case 'd':
@@ -185,7 +199,7 @@ main(int argc, char *argv[])
 			help();
 			return 0;
 		case 'p':
-			pidfile = optarg;
+			pidfile = absolute(optarg);
 			break;
 		case 'S':
 			socket_override = optarg;
@@ -248,12 +262,14 @@ main(int argc, char *argv[])
 
 	event_base_dispatch(base);
 
+	conns_close_all("daemon exiting");	/* puts back what it held */
+	event_base_loop(base, EVLOOP_NONBLOCK);	/* run the deferred frees */
 	lost = waiter_pending_putbacks();
-	if (lost > 0)
+	if (lost > 0) {
+		stats.lost += (uint64_t)lost;
 		log_warnx("exiting with %d message(s) still waiting to be put "
 		    "back on a full queue: they are LOST", lost);
-	conns_close_all("daemon exiting");
-	event_base_loop(base, EVLOOP_NONBLOCK);	/* run the deferred frees */
+	}
 	listen_close();
 	for (i = 0; signums[i] != 0; i++)
 		event_free(sigs[i]);

@@ -187,7 +187,14 @@ op_queue_send(struct request *r)
 		return OP_DONE;
 	if ((m = get_payload(r, (long)json_integer_value(tv), &len)) == NULL)
 		return OP_DONE;
-	code = queue_send(q, m, len, err, sizeof(err));
+	if (TAILQ_EMPTY(&q->senders))
+		code = queue_send(q, m, len, err, sizeof(err));
+	else {
+		/* earlier sends and put-backs wait for room: queue up */
+		code = ERR_QUEUE_FULL;
+		snprintf(err, sizeof(err), "queue \"%s\": queue full "
+		    "(earlier messages are waiting for room)", q->conf.name);
+	}
 	if (code == ERR__OK) {
 		reply_result(r->conn, r->id, send_result(q, m->mtype, len));
 		free(m);
@@ -282,7 +289,7 @@ queue_stat_json(struct queue *q, int *code, char *err, size_t errlen)
 		return NULL;
 	}
 	return json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:I, s:{s:i, s:I}, "
-	    "s:{s:i, s:I}, s:s, s:i, s:i, s:i, s:i}",
+	    "s:{s:i, s:I}, s:s, s:i, s:i, s:i, s:i, s:i}",
 	    "queue", q->conf.name,
 	    "key", key_hex(q->conf.key),
 	    "key_spec", q->conf.key_spec,
@@ -298,7 +305,8 @@ queue_stat_json(struct queue *q, int *code, char *err, size_t errlen)
 	    "uid", (int)ds.msg_perm.uid,
 	    "gid", (int)ds.msg_perm.gid,
 	    "waiters", q->nwaiting,
-	    "consumers", q->nconsumers);
+	    "consumers", q->nconsumers,
+	    "put_backs_pending", q->nputbacks);
 }
 
 enum op_status

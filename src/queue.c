@@ -13,6 +13,12 @@
 
 struct queueq queues = TAILQ_HEAD_INITIALIZER(queues);
 
+/*
+ * Queues that left the config (or were never in it) but still have
+ * messages waiting to go back: kept until the last one is back.
+ */
+static struct queueq retired = TAILQ_HEAD_INITIALIZER(retired);
+
 static void
 conf_copy(struct queue_conf *dst, const struct queue_conf *src)
 {
@@ -29,7 +35,7 @@ conf_copy(struct queue_conf *dst, const struct queue_conf *src)
 static int
 open_one(struct queue *q, char *err, size_t errlen)
 {
-	int rc;
+	int rc, created;
 
 	rc = ipcb_msgq_open(q->conf.key, q->conf.mode, q->conf.create,
 	    &q->msqid);
@@ -39,7 +45,8 @@ open_one(struct queue *q, char *err, size_t errlen)
 		    rc == -ENOENT ? " (create = no and no worker made it)" : "");
 		return -1;
 	}
-	if (rc == 1 && q->conf.max_bytes != 0) {
+	created = rc == 1;
+	if (created && q->conf.max_bytes != 0) {
 		rc = ipcb_msgq_set_qbytes(q->msqid, q->conf.max_bytes);
 		if (rc < 0)
 			log_warnx("queue \"%s\": cannot set max_bytes to %lu: %s%s",
@@ -48,7 +55,7 @@ open_one(struct queue *q, char *err, size_t errlen)
 			    "kernel.msgmnb)" : "");
 	}
 	log_info("queue \"%s\": key 0x%08x, msqid %d%s", q->conf.name,
-	    (unsigned)q->conf.key, q->msqid, rc == 1 ? " (created)" : "");
+	    (unsigned)q->conf.key, q->msqid, created ? " (created)" : "");
 	return 0;
 }
 
@@ -148,10 +155,13 @@ queues_reload(const struct config *c)
 	while ((old = TAILQ_FIRST(&queues)) != NULL) {
 		log_info("reload: queue \"%s\" (key 0x%08x) is no longer served",
 		    old->conf.name, (unsigned)old->conf.key);
+		TAILQ_REMOVE(&queues, old, entry);
 		waiter_fail_queue(old, ERR_NOT_FOUND,
 		    "queue was removed from the config by a reload");
-		TAILQ_REMOVE(&queues, old, entry);
-		queue_free(old);
+		if (old->nputbacks > 0)
+			TAILQ_INSERT_TAIL(&retired, old, entry);
+		else
+			queue_free(old);
 	}
 	TAILQ_CONCAT(&queues, &fresh, entry);
 	return 0;
@@ -166,6 +176,76 @@ queues_close(void)
 		TAILQ_REMOVE(&queues, q, entry);
 		queue_free(q);
 	}
+	while ((q = TAILQ_FIRST(&retired)) != NULL) {
+		TAILQ_REMOVE(&retired, q, entry);
+		queue_free(q);
+	}
+}
+
+struct queue *
+queue_by_key(key_t key)
+{
+	struct queue *q;
+
+	TAILQ_FOREACH(q, &queues, entry) {
+		if (q->conf.key == key)
+			return q;
+	}
+	return NULL;
+}
+
+/* A retired queue for key, to put messages back on; NULL if none exists. */
+struct queue *
+queue_retired(key_t key)
+{
+	struct queue_conf qc;
+	struct queue *q;
+	char spec[16], err[512];
+
+	TAILQ_FOREACH(q, &retired, entry) {
+		if (q->conf.key == key)
+			return q;
+	}
+	memset(&qc, 0, sizeof(qc));
+	snprintf(spec, sizeof(spec), "0x%08x", (unsigned)key);
+	qc.name = spec;
+	qc.key_spec = spec;
+	qc.key = key;
+	q = queue_new(&qc);
+	if (open_one(q, err, sizeof(err)) < 0) {
+		log_warnx("%s", err);
+		queue_free(q);
+		return NULL;
+	}
+	TAILQ_INSERT_TAIL(&retired, q, entry);
+	return q;
+}
+
+/* Retry the put-backs of retired queues; free those that are done. */
+void
+queues_retired_serve(void (*serve)(struct queue *, uint64_t), uint64_t now)
+{
+	struct queue *q, *next;
+
+	for (q = TAILQ_FIRST(&retired); q != NULL; q = next) {
+		next = TAILQ_NEXT(q, entry);
+		serve(q, now);
+		if (TAILQ_EMPTY(&q->senders)) {
+			TAILQ_REMOVE(&retired, q, entry);
+			queue_free(q);
+		}
+	}
+}
+
+int
+queues_retired_putbacks(void)
+{
+	struct queue *q;
+	int n = 0;
+
+	TAILQ_FOREACH(q, &retired, entry)
+		n += q->nputbacks;
+	return n;
 }
 
 struct queue *

@@ -26,7 +26,6 @@ static uint64_t poll_due;
 static int nwaiters;
 static long next_consumer = 1;
 static struct ipcb_msgbuf rbuf;
-static struct queue orphans;	/* put-backs whose queue left the config */
 
 static void	schedule(int ms);
 
@@ -74,8 +73,10 @@ waiter_park(struct waiter *w)
 		TAILQ_INSERT_TAIL(&q->receivers, w, qentry);
 	if (w->kind == W_CONSUME)
 		q->nconsumers++;
-	else
+	else if (w->conn != NULL)
 		q->nwaiting++;
+	else
+		q->nputbacks++;
 	if (w->conn != NULL) {
 		TAILQ_INSERT_TAIL(conn_waiters(w->conn), w, centry);
 		if (w->held)
@@ -100,8 +101,10 @@ unlink_waiter(struct waiter *w)
 		TAILQ_REMOVE(&q->receivers, w, qentry);
 	if (w->kind == W_CONSUME)
 		q->nconsumers--;
-	else
+	else if (w->conn != NULL)
 		q->nwaiting--;
+	else
+		q->nputbacks--;
 	if (w->conn != NULL) {
 		TAILQ_REMOVE(conn_waiters(w->conn), w, centry);
 		if (!w->held)
@@ -131,6 +134,18 @@ finish(struct waiter *w, int parked, json_t *result, int code,
 	} else
 		json_decref(result);
 	waiter_free(w);
+}
+
+static struct waiter *
+client_sender(struct queue *q)
+{
+	struct waiter *w;
+
+	TAILQ_FOREACH(w, &q->senders, qentry) {
+		if (w->conn != NULL)
+			return w;
+	}
+	return NULL;
 }
 
 /* Put a message that could not be delivered back on its queue. */
@@ -170,21 +185,16 @@ waiter_putback_key(key_t key, const struct ipcb_msg *m, size_t len)
 {
 	struct queue *q;
 
-	TAILQ_FOREACH(q, &queues, entry) {
-		if (q->conf.key == key) {
-			waiter_putback(q, m, len);
-			return;
-		}
-	}
-	if (ipcb_msgq_open(key, 0, 0, &orphans.msqid) < 0 ||
-	    ipcb_msgq_send(orphans.msqid, m, len, IPC_NOWAIT) < 0) {
+	if ((q = queue_by_key(key)) == NULL)
+		q = queue_retired(key);
+	if (q == NULL) {
 		stats.lost++;
 		log_warnx("LOST a type %ld message of %zu bytes: its queue "
-		    "(key 0x%08x) left the config and the put-back failed",
+		    "(key 0x%08x) left the config and cannot be opened",
 		    m->mtype, len, (unsigned)key);
 		return;
 	}
-	stats.putbacks++;
+	waiter_putback(q, m, len);
 }
 
 /* Encode a payload as text or data_b64 into obj; -1 if text was forced
@@ -300,6 +310,12 @@ waiter_start(struct waiter *w)
 		if (o->kind == W_RECV && same_selector(&o->sel, &w->sel))
 			break;
 	}
+	if (o != NULL && w->deadline_ms == 0) {
+		/* the older waiters get any message first: nothing for us */
+		finish(w, 0, json_pack("{s:n, s:b}", "msg", "timed_out", 0),
+		    0, NULL);
+		return OP_DONE;
+	}
 	if (o == NULL) {
 		rc = queue_recv(q, &w->sel, &rbuf, &len, &code, err,
 		    sizeof(err));
@@ -340,7 +356,7 @@ expired_sender(struct queue *q, uint64_t now)
 	return NULL;
 }
 
-static void
+void
 serve_senders(struct queue *q, uint64_t now)
 {
 	struct waiter *w;
@@ -447,6 +463,7 @@ poll_cb(evutil_socket_t fd, short ev, void *arg)
 
 	(void)fd; (void)ev; (void)arg;
 	stats.polls++;
+	queues_retired_serve(serve_senders, now);
 	TAILQ_FOREACH(q, &queues, entry) {
 		serve_senders(q, now);
 		p.nempty = 0;
@@ -533,16 +550,9 @@ waiter_fail_queue(struct queue *q, int code, const char *why)
 		}
 		finish(w, 1, NULL, code, why);
 	}
-	while ((w = TAILQ_FIRST(&q->senders)) != NULL) {
-		if (w->conn == NULL) {
-			/* keep the put-back: move it to a queue by key */
-			unlink_waiter(w);
-			waiter_putback_key(w->queue->conf.key, w->msg, w->len);
-			waiter_free(w);
-			continue;
-		}
+	/* put-backs stay: serve_senders keeps trying them */
+	while ((w = client_sender(q)) != NULL)
 		finish(w, 1, NULL, code, why);
-	}
 }
 
 /* Find a parked wait of this connection by the id it was sent with. */
@@ -572,18 +582,6 @@ waiter_cancel(struct waiter *w)
 	finish(w, 1, NULL, ERR_CANCELLED, "cancelled by the client");
 }
 
-static struct waiter *
-client_sender(struct queue *q)
-{
-	struct waiter *w;
-
-	TAILQ_FOREACH(w, &q->senders, qentry) {
-		if (w->conn != NULL)
-			return w;
-	}
-	return NULL;
-}
-
 /* SIGTERM: every client wait ends with shutting_down; put-backs stay. */
 void
 waiter_shutdown(void)
@@ -611,16 +609,11 @@ int
 waiter_pending_putbacks(void)
 {
 	struct queue *q;
-	struct waiter *w;
 	int n = 0;
 
-	TAILQ_FOREACH(q, &queues, entry) {
-		TAILQ_FOREACH(w, &q->senders, qentry) {
-			if (w->conn == NULL)
-				n++;
-		}
-	}
-	return n;
+	TAILQ_FOREACH(q, &queues, entry)
+		n += q->nputbacks;
+	return n + queues_retired_putbacks();
 }
 
 void
