@@ -26,6 +26,10 @@ struct parse {
 	const char	*path;
 	FILE		*f;
 	int		 lineno;
+	int		 reads;		/* inih counts reads as lines */
+	int		*read_line;	/* our line number of each read */
+	int		 read_cap;
+	int		 fail_read;	/* the read our first error was on */
 	int		 at_line_start;
 	char		*err;
 	size_t		 errlen;
@@ -52,6 +56,14 @@ reader(char *str, int num, void *arg)
 
 	if (p->at_line_start)
 		p->lineno++;
+	if (p->reads + 1 >= p->read_cap) {
+		p->read_cap = p->read_cap ? p->read_cap * 2 : 64;
+		p->read_line = reallocarray(p->read_line,
+		    (size_t)p->read_cap, sizeof(int));
+		if (p->read_line == NULL)
+			fatalx("out of memory");
+	}
+	p->read_line[++p->reads] = p->lineno;
 	r = fgets(str, num, p->f);
 	if (r != NULL) {
 		n = strlen(r);
@@ -75,6 +87,7 @@ fail(struct parse *p, const char *section, const char *key,
 	snprintf(p->err, p->errlen, "%s:%d: [%s] %s: %s", p->path, p->lineno,
 	    section, key, what);
 	p->failed = 1;
+	p->fail_read = p->reads;
 	return 0;
 }
 
@@ -236,6 +249,7 @@ queue_key(struct parse *p, const char *qname, const char *name,
 	if (!strcmp(name, "key")) {
 		if (ipcb_key_parse(value, &q->key, kerr, sizeof(kerr)) < 0)
 			return fail(p, section, name, "%s", kerr);
+		q->line = p->lineno;
 		free(q->key_spec);
 		q->key_spec = xstrdup(value);
 	} else if (!strcmp(name, "mode")) {
@@ -380,9 +394,13 @@ config_load(const char *path, char *err, size_t errlen)
 	}
 	rc = ini_parse_stream(reader, &p, handler, &p);
 	fclose(p.f);
-	if (rc != 0 && !p.failed)
+	/* inih returns the read of its first error: a syntax error may come
+	 * before the first key we refused */
+	if (rc > 0 && (!p.failed || rc < p.fail_read))
 		snprintf(err, errlen, "%s:%d: syntax error (expected "
-		    "[section], key = value, or a ; comment)", path, rc);
+		    "[section], key = value, or a ; comment)", path,
+		    rc <= p.reads ? p.read_line[rc] : p.lineno);
+	free(p.read_line);
 	if (rc != 0 || p.failed || finish(c, err, errlen) < 0) {
 		config_free(c);
 		return NULL;

@@ -43,6 +43,8 @@ struct conn {
 	size_t		 in_len;
 	size_t		 in_cap;
 	int		 discarding;	/* dropping an overlong line */
+	int		 stalled;	/* lines left until output drains */
+	struct event	*resume;	/* go on with a long pipeline */
 	char		*out;
 	size_t		 out_off;
 	size_t		 out_len;
@@ -68,7 +70,10 @@ int conns_count;
 static uint64_t next_serial = 1;
 static int shutting_down;
 
+static const struct timeval resume_tv = { 0, 1 };
+
 static void	read_cb(evutil_socket_t, short, void *);
+static void	resume_cb(evutil_socket_t, short, void *);
 static void	write_cb(evutil_socket_t, short, void *);
 static void	process_input(struct conn *);
 static void	maybe_finish(struct conn *);
@@ -112,7 +117,8 @@ conn_accept(int fd)
 	}
 	c->rev = event_new(base, fd, EV_READ | EV_PERSIST, read_cb, c);
 	c->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, write_cb, c);
-	if (c->rev == NULL || c->wev == NULL)
+	c->resume = evtimer_new(base, resume_cb, c);
+	if (c->rev == NULL || c->wev == NULL || c->resume == NULL)
 		fatalx("out of memory");
 	event_add(c->rev, NULL);
 	c->reading = 1;
@@ -131,6 +137,7 @@ free_cb(evutil_socket_t fd, short ev, void *arg)
 	struct conn *c = arg;
 
 	(void)fd; (void)ev;
+	event_free(c->resume);
 	event_free(c->rev);
 	event_free(c->wev);
 	free(c->in);
@@ -157,6 +164,7 @@ conn_close(struct conn *c, const char *reason)
 	}
 	event_del(c->rev);
 	event_del(c->wev);
+	event_del(c->resume);
 	close(c->fd);
 	c->fd = -1;
 	TAILQ_REMOVE(&conns, c, entry);
@@ -299,9 +307,10 @@ flush_out(struct conn *c)
 		TAILQ_REMOVE(&c->inflight, f, entry);
 		free(f);
 	}
-	if (!conn_backlogged(c) && c->held == NULL &&
-	    c->in_start < c->in_len)
+	if (c->stalled && !conn_backlogged(c)) {
+		c->stalled = 0;
 		event_active(c->rev, EV_READ, 0);	/* lines wait for us */
+	}
 	if (c->out_len == 0) {
 		c->out_off = 0;
 		if (c->out_cap > 65536) {
@@ -430,6 +439,17 @@ read_cb(evutil_socket_t fd, short ev, void *arg)
 		conn_flush(c);
 }
 
+static void
+resume_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd; (void)ev;
+	process_input(c);
+	if (!c->closing)
+		conn_flush(c);
+}
+
 static int
 ignorable(const char *line, size_t len)
 {
@@ -465,11 +485,18 @@ process_input(struct conn *c)
 	size_t len;
 	int lines = 0;
 
-	while (!c->closing && c->held == NULL && c->in_start < c->in_len &&
-	    !conn_backlogged(c)) {
+	while (!c->closing && c->held == NULL && c->in_start < c->in_len) {
+		if (conn_backlogged(c)) {
+			c->stalled = 1;
+			break;
+		}
 		if (lines++ == LINES_PER_READ) {
-			/* let other clients in; come back on the next pass */
-			event_active(c->rev, EV_READ, 0);
+			/*
+			 * Let other clients in. A timer, not event_active:
+			 * libevent runs re-activated events before it polls
+			 * again, which would starve everyone else.
+			 */
+			evtimer_add(c->resume, &resume_tv);
 			break;
 		}
 		if (c->in_scan < c->in_start)

@@ -149,8 +149,10 @@ write_pidfile(const char *path)
 {
 	FILE *f;
 
-	if ((f = fopen(path, "w")) == NULL)
+	if ((f = fopen(path, "w")) == NULL) {
+		listen_close();
 		fatalx("pidfile %s: %s", path, strerror(errno));
+	}
 	fprintf(f, "%ld\n", (long)getpid());
 	fclose(f);
 }

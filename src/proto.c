@@ -92,7 +92,7 @@ reply_error(struct conn *c, json_t *id, int code, json_t *data,
 	va_end(ap);
 	stats.errors[code]++;
 	e = json_pack("{s:s, s:s}", "code", err_name(code), "message", msg);
-	if (e == NULL)	/* msg was not UTF-8: cannot happen with our text */
+	if (e == NULL)	/* msg was not UTF-8: a bug in the caller */
 		e = json_pack("{s:s, s:s}", "code", err_name(code),
 		    "message", "(unprintable message)");
 	if (data != NULL)
@@ -172,7 +172,8 @@ check_params(struct request *r, const struct op *op)
 				break;
 		}
 		if (p->name == NULL) {
-			bad_param(r, key, "unknown param \"%.64s\"", key);
+			bad_param(r, key, "unknown param \"%.*s\"",
+			    (int)utf8_prefix(key, 64), key);
 			return -1;
 		}
 		if (!type_ok(v, p->type)) {

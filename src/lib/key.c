@@ -68,16 +68,22 @@ ipcb_key_parse(const char *spec, key_t *key, char *err, size_t errlen)
 		return fail(err, errlen, "empty key");
 	if (strncmp(spec, "ftok:", 5) == 0)
 		return parse_ftok(spec + 5, key, err, errlen);
-	if (*spec == '+' || *spec == ' ' || *spec == '\t')
-		return fail(err, errlen, "bad key \"%s\"", spec);
-
+	/* strtoll alone would take spaces, a sign or a second 0x */
 	errno = 0;
 	if (spec[0] == '0' && (spec[1] == 'x' || spec[1] == 'X')) {
-		if (spec[2] == '\0' || spec[2] == '-' || spec[2] == '+')
+		if (spec[2] == '\0' || spec[2 + strspn(spec + 2,
+		    "0123456789abcdefABCDEF")] != '\0')
 			return fail(err, errlen, "bad hex key \"%s\"", spec);
 		v = strtoll(spec + 2, &end, 16);
-	} else
+	} else {
+		const char *digits = spec + (spec[0] == '-');
+
+		if (*digits == '\0' || digits[strspn(digits, "0123456789")]
+		    != '\0')
+			return fail(err, errlen, "bad key \"%s\" (decimal, 0x "
+			    "hex or ftok:PATH:C)", spec);
 		v = strtoll(spec, &end, 10);
+	}
 	if (*end != '\0')
 		return fail(err, errlen,
 		    "bad key \"%s\" (decimal, 0x hex or ftok:PATH:C)", spec);

@@ -1,0 +1,381 @@
+/*
+ * check_b64.c - strict RFC 4648 base64 (src/b64.c).
+ *
+ * Strict means exactly one spelling per byte string: padding required, no
+ * whitespace, no URL alphabet, no '=' except as final padding, and the
+ * unused bits of the last group must be zero.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+
+#include "daemon.h"
+
+/* main.c's globals, which libdaemon refers to */
+struct event_base *base;
+const struct config *cfg;
+
+/* b64_decode never writes past b64_decoded_max(n): guard bytes catch it. */
+#define GUARD	0xA5
+#define GUARDN	16
+
+static ssize_t
+decode_str(const char *s, unsigned char *out, size_t outcap)
+{
+	size_t n = strlen(s), max = b64_decoded_max(n), i;
+	ssize_t r;
+
+	ck_assert_uint_le(max + GUARDN, outcap);
+	memset(out, GUARD, outcap);
+	r = b64_decode(s, n, out);
+	for (i = max; i < max + GUARDN; i++)
+		ck_assert_msg(out[i] == GUARD,
+		    "b64_decode(\"%s\") wrote past b64_decoded_max (%zu)", s, max);
+	return r;
+}
+
+static void
+assert_rejects(const char *s)
+{
+	unsigned char out[256];
+
+	ck_assert_msg(decode_str(s, out, sizeof(out)) == -1,
+	    "b64_decode accepted non-canonical \"%s\"", s);
+}
+
+static void
+assert_decodes(const char *s, const void *want, size_t wantlen)
+{
+	unsigned char out[256];
+	ssize_t r;
+
+	r = decode_str(s, out, sizeof(out));
+	ck_assert_msg(r == (ssize_t)wantlen,
+	    "b64_decode(\"%s\") returned %zd, want %zu", s, r, wantlen);
+	ck_assert_mem_eq(out, want, wantlen);
+}
+
+static void
+assert_encodes(const void *src, size_t n, const char *want)
+{
+	char out[256];
+
+	ck_assert_uint_eq(b64_encoded_len(n), strlen(want));
+	memset(out, GUARD, sizeof(out));
+	b64_encode(src, n, out);
+	ck_assert_mem_eq(out, want, strlen(want));
+	/* exactly b64_encoded_len bytes written, no terminator */
+	ck_assert_uint_eq((unsigned char)out[strlen(want)], GUARD);
+}
+
+/* RFC 4648 section 10. */
+static const struct {
+	const char	*plain;
+	const char	*enc;
+} rfc[] = {
+	{ "", "" },
+	{ "f", "Zg==" },
+	{ "fo", "Zm8=" },
+	{ "foo", "Zm9v" },
+	{ "foob", "Zm9vYg==" },
+	{ "fooba", "Zm9vYmE=" },
+	{ "foobar", "Zm9vYmFy" },
+};
+#define NRFC	((int)(sizeof(rfc) / sizeof(rfc[0])))
+
+START_TEST(test_rfc4648_encode)
+{
+	assert_encodes(rfc[_i].plain, strlen(rfc[_i].plain), rfc[_i].enc);
+}
+END_TEST
+
+START_TEST(test_rfc4648_decode)
+{
+	assert_decodes(rfc[_i].enc, rfc[_i].plain, strlen(rfc[_i].plain));
+}
+END_TEST
+
+START_TEST(test_lengths)
+{
+	ck_assert_uint_eq(b64_encoded_len(0), 0);
+	ck_assert_uint_eq(b64_encoded_len(1), 4);
+	ck_assert_uint_eq(b64_encoded_len(2), 4);
+	ck_assert_uint_eq(b64_encoded_len(3), 4);
+	ck_assert_uint_eq(b64_encoded_len(4), 8);
+	ck_assert_uint_eq(b64_encoded_len(256), 344);
+	ck_assert_uint_eq(b64_decoded_max(0), 0);
+	ck_assert_uint_eq(b64_decoded_max(4), 3);
+	ck_assert_uint_eq(b64_decoded_max(344), 258);
+}
+END_TEST
+
+START_TEST(test_empty_decodes_to_nothing)
+{
+	unsigned char out[GUARDN + 1];
+
+	memset(out, GUARD, sizeof(out));
+	ck_assert_int_eq(b64_decode("", 0, out), 0);
+	ck_assert_uint_eq(out[0], GUARD);
+	/* a NULL-terminated empty string decoded with n = 0 also */
+	ck_assert_int_eq(b64_decode("Zm9v", 0, out), 0);
+	ck_assert_uint_eq(out[0], GUARD);
+}
+END_TEST
+
+/* Every byte value, in every position of a 3-byte group, both ways. */
+START_TEST(test_all_bytes_round_trip)
+{
+	unsigned char src[256 + 2], back[sizeof(src) + GUARDN];
+	char enc[400];
+	size_t n, off, elen;
+	ssize_t r;
+	int i;
+
+	for (off = 0; off < 3; off++) {
+		/* off leading bytes shift every value through each slot */
+		memset(src, 0, sizeof(src));
+		for (i = 0; i < 256; i++)
+			src[off + (size_t)i] = (unsigned char)i;
+		n = 256 + off;
+		elen = b64_encoded_len(n);
+		ck_assert_uint_lt(elen, sizeof(enc));
+		b64_encode(src, n, enc);
+		for (i = 0; i < (int)elen; i++)
+			ck_assert_msg(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			    "abcdefghijklmnopqrstuvwxyz0123456789+/=",
+			    enc[i]) != NULL && enc[i] != '\0',
+			    "encoder produced '%c' at %d", enc[i], i);
+		memset(back, GUARD, sizeof(back));
+		r = b64_decode(enc, elen, back);
+		ck_assert_int_eq(r, (ssize_t)n);
+		ck_assert_mem_eq(back, src, n);
+	}
+}
+END_TEST
+
+/* Each single byte, and each pair, encodes and decodes to itself. */
+START_TEST(test_short_inputs_round_trip)
+{
+	unsigned char src[2], back[3 + GUARDN];
+	char enc[4];
+	int a, b;
+
+	for (a = 0; a < 256; a++) {
+		src[0] = (unsigned char)a;
+		b64_encode(src, 1, enc);
+		ck_assert(enc[2] == '=' && enc[3] == '=');
+		ck_assert_int_eq(b64_decode(enc, 4, back), 1);
+		ck_assert_uint_eq(back[0], (unsigned)a);
+		for (b = 0; b < 256; b++) {
+			src[1] = (unsigned char)b;
+			b64_encode(src, 2, enc);
+			ck_assert(enc[2] != '=' && enc[3] == '=');
+			ck_assert_int_eq(b64_decode(enc, 4, back), 2);
+			ck_assert_uint_eq(back[0], (unsigned)a);
+			ck_assert_uint_eq(back[1], (unsigned)b);
+		}
+	}
+}
+END_TEST
+
+START_TEST(test_full_alphabet)
+{
+	/* "+/" are values 62 and 63: 0xfb 0xff 0xbf */
+	static const unsigned char want[] = { 0xfb, 0xff, 0xbf };
+	static const unsigned char ones[] = { 0xff, 0xff, 0xff };
+	static const unsigned char zeros[] = { 0, 0, 0 };
+
+	assert_decodes("+/+/", want, 3);
+	assert_encodes(want, 3, "+/+/");
+	assert_decodes("////", ones, 3);
+	assert_decodes("AAAA", zeros, 3);
+	assert_encodes(zeros, 1, "AA==");
+	assert_encodes(ones, 2, "//8=");
+}
+END_TEST
+
+START_TEST(test_reject_missing_padding)
+{
+	assert_rejects("Zg");
+	assert_rejects("Zg=");
+	assert_rejects("Zm8");
+	assert_rejects("Zm9vYg");
+	assert_rejects("Zm9vYmE");
+}
+END_TEST
+
+START_TEST(test_reject_length_not_multiple_of_4)
+{
+	assert_rejects("Z");
+	assert_rejects("Zm9vY");
+	assert_rejects("Zm9vYmFy=");
+	assert_rejects("Zg===");
+	assert_rejects("Zm9vYg=");
+}
+END_TEST
+
+START_TEST(test_reject_whitespace)
+{
+	assert_rejects("Zm9 ");		/* all lengths a multiple of 4 */
+	assert_rejects(" Zm9");
+	assert_rejects("Zm\n9");
+	assert_rejects("Zm9vYmF\n");
+	assert_rejects("Zm9v\r\nYg");
+	assert_rejects("Zm9\tYmFy");
+	assert_rejects("Zg==\n\n\n\n");
+	assert_rejects("Zm9vYg\n=");
+}
+END_TEST
+
+START_TEST(test_reject_url_alphabet)
+{
+	assert_rejects("-_-_");
+	assert_rejects("Zm9-");
+	assert_rejects("Zm_v");
+	assert_rejects("_w==");		/* "/w==" is 0xff */
+	assert_rejects("-w==");
+	assert_decodes("/w==", "\xff", 1);
+}
+END_TEST
+
+START_TEST(test_reject_equals_in_middle)
+{
+	assert_rejects("Zg==Zm9v");
+	assert_rejects("Zm8=Zm9v");
+	assert_rejects("Zm=v");
+	assert_rejects("Z=9v");
+	assert_rejects("=m9v");
+	assert_rejects("Zm9vZ=8=");
+	assert_rejects("Z===");
+	assert_rejects("====");
+	assert_rejects("Zm9v====");
+	assert_rejects("Zg=A");
+}
+END_TEST
+
+START_TEST(test_reject_other_bytes)
+{
+	static const char nul[] = "Zm\0v";
+	unsigned char out[8];
+
+	ck_assert_int_eq(b64_decode(nul, 4, out), -1);
+	assert_rejects("Zm9\x80");
+	assert_rejects("\xffZm9");
+	assert_rejects("Zm.v");
+	assert_rejects("Zm9v*A==");
+}
+END_TEST
+
+START_TEST(test_non_canonical_trailing_bits)
+{
+	/* "A" is "QQ==": the 4 unused bits of 'Q' (16) are zero */
+	assert_decodes("QQ==", "A", 1);
+	assert_rejects("QR==");
+	assert_rejects("QS==");
+	assert_rejects("QT==");
+	assert_rejects("Qf==");
+	/* "AB" is "QUI=" and "AA" is "QUE=": both canonical */
+	assert_decodes("QUI=", "AB", 2);
+	assert_decodes("QUE=", "AA", 2);
+	/* the 2 unused bits of the third character must be zero */
+	assert_rejects("QUJ=");
+	assert_rejects("QUK=");
+	assert_rejects("QUL=");
+	assert_rejects("QUF=");
+	/* also after full groups */
+	assert_rejects("Zm9vZh==");
+	assert_rejects("Zm9vZm9=");
+	assert_decodes("Zm9vZm8=", "foofo", 5);
+}
+END_TEST
+
+/* Exhaustively: "ab==" decodes iff the low 4 bits of b are zero, and
+ * "abc=" iff the low 2 bits of c are zero; whatever decodes re-encodes
+ * to the same text (one spelling per byte string). */
+START_TEST(test_padding_canonical_exhaustive)
+{
+	static const char alpha[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	unsigned char out[3 + GUARDN];
+	char s[4], re[4];
+	int a, b, c, accepted = 0;
+	ssize_t r;
+
+	for (a = 0; a < 64; a++) {
+		for (b = 0; b < 64; b++) {
+			s[0] = alpha[a];
+			s[1] = alpha[b];
+			s[2] = s[3] = '=';
+			r = b64_decode(s, 4, out);
+			if (b & 15) {
+				ck_assert_msg(r == -1, "accepted %.4s", s);
+			} else {
+				ck_assert_msg(r == 1, "rejected %.4s", s);
+				b64_encode(out, 1, re);
+				ck_assert_mem_eq(re, s, 4);
+				accepted++;
+			}
+			for (c = 0; c < 64; c++) {
+				s[2] = alpha[c];
+				r = b64_decode(s, 4, out);
+				if (c & 3) {
+					ck_assert_msg(r == -1, "accepted %.4s",
+					    s);
+					continue;
+				}
+				ck_assert_msg(r == 2, "rejected %.4s", s);
+				b64_encode(out, 2, re);
+				ck_assert_mem_eq(re, s, 4);
+				accepted++;
+			}
+		}
+	}
+	/* 256 one-byte and 65536 two-byte strings, each exactly once */
+	ck_assert_int_eq(accepted, 256 + 65536);
+}
+END_TEST
+
+static Suite *
+b64_suite(void)
+{
+	Suite *s = suite_create("b64");
+	TCase *tc;
+
+	tc = tcase_create("vectors");
+	tcase_add_loop_test(tc, test_rfc4648_encode, 0, NRFC);
+	tcase_add_loop_test(tc, test_rfc4648_decode, 0, NRFC);
+	tcase_add_test(tc, test_lengths);
+	tcase_add_test(tc, test_empty_decodes_to_nothing);
+	tcase_add_test(tc, test_full_alphabet);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("round_trip");
+	tcase_add_test(tc, test_all_bytes_round_trip);
+	tcase_add_test(tc, test_short_inputs_round_trip);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("strict");
+	tcase_add_test(tc, test_reject_missing_padding);
+	tcase_add_test(tc, test_reject_length_not_multiple_of_4);
+	tcase_add_test(tc, test_reject_whitespace);
+	tcase_add_test(tc, test_reject_url_alphabet);
+	tcase_add_test(tc, test_reject_equals_in_middle);
+	tcase_add_test(tc, test_reject_other_bytes);
+	tcase_add_test(tc, test_non_canonical_trailing_bits);
+	tcase_add_test(tc, test_padding_canonical_exhaustive);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(b64_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,840 @@
+/*
+ * check_proto.c - protocol v1 through a real connection (src/proto.c,
+ * src/conn.c, the op handlers): request decoding and validation, reply
+ * shapes, line framing, send/recv and stats.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "harness.h"
+
+static json_int_t
+int_at(json_t *obj, const char *key)
+{
+	json_t *v = json_object_get(obj, key);
+
+	ck_assert_msg(json_is_integer(v), "\"%s\" is not an integer", key);
+	return json_integer_value(v);
+}
+
+static const char *
+str_at(json_t *obj, const char *key)
+{
+	json_t *v = json_object_get(obj, key);
+
+	ck_assert_msg(json_is_string(v), "\"%s\" is not a string", key);
+	return json_string_value(v);
+}
+
+/* The data of an invalid_params error must name the param. */
+static void
+assert_bad_param(const char *req, const char *id, const char *param)
+{
+	json_t *data = h_error(h_callj(req), id, "invalid_params");
+
+	ck_assert_msg(data != NULL, "no data in invalid_params for %s", req);
+	ck_assert_str_eq(str_at(data, "param"), param);
+}
+
+/* ---- decoding ---- */
+
+START_TEST(test_parse_error_position)
+{
+	static const struct {
+		const char	*line;
+		int		 position;
+	} cases[] = {
+		{ "{", 1 },
+		{ "{\"op\":\"hello\",}", 15 },
+		{ "[1,2", 4 },
+		{ "nope", 4 },
+		{ "{\"op\":\"hello\"}}", 15 },
+		{ "{\"id\":1,\"op\":\"hello\",\"id\":2}", 25 },
+	};
+	json_t *data;
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		data = h_error(h_callj(cases[i].line), NULL, "parse_error");
+		ck_assert_msg(data != NULL, "no data for %s", cases[i].line);
+		ck_assert_msg(int_at(data, "position") == cases[i].position,
+		    "%s: position %lld, want %d", cases[i].line,
+		    (long long)int_at(data, "position"), cases[i].position);
+		ck_assert_uint_eq(json_object_size(data), 1);
+	}
+}
+END_TEST
+
+/* Strict JSON: no \u0000 in strings, no integers beyond 64 bits. */
+START_TEST(test_parse_error_strict)
+{
+	json_t *data;
+
+	data = h_error(h_callj("{\"id\":1,\"op\":\"queue.send\",\"type\":1,"
+	    "\"text\":\"a\\u0000b\"}"), NULL, "parse_error");
+	ck_assert_ptr_nonnull(json_object_get(data, "position"));
+	data = h_error(h_callj("{\"id\":99999999999999999999,\"op\":"
+	    "\"hello\"}"), NULL, "parse_error");
+	ck_assert_ptr_nonnull(json_object_get(data, "position"));
+	ck_assert_int_eq(h_qnum(), 0);
+}
+END_TEST
+
+/* A parse error's message says what jansson found. */
+START_TEST(test_parse_error_message)
+{
+	json_t *r = h_callj("{\"op\" \"hello\"}");
+
+	h_error(r, NULL, "parse_error");
+	ck_assert_ptr_nonnull(strstr(str_at(json_object_get(r, "error"),
+	    "message"), "':' expected"));
+}
+END_TEST
+
+START_TEST(test_not_utf8)
+{
+	json_t *data;
+
+	data = h_error(h_callj("{\"op\":\"hello\",\"id\":\"\xff\"}"), NULL,
+	    "not_utf8");
+	ck_assert_ptr_nonnull(data);
+	ck_assert_int_eq(int_at(data, "position"), 20);
+}
+END_TEST
+
+START_TEST(test_non_object_requests)
+{
+	static const char *lines[] = { "[]", "[{\"op\":\"hello\"}]",
+	    "\"hello\"", "42", "null", "true", "1.5" };
+	size_t i;
+
+	for (i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
+		ck_assert_ptr_null(h_error(h_callj(lines[i]), NULL,
+		    "invalid_request"));
+}
+END_TEST
+
+START_TEST(test_bad_id)
+{
+	static const char *lines[] = {
+		"{\"id\":1.5,\"op\":\"hello\"}",
+		"{\"id\":null,\"op\":\"hello\"}",
+		"{\"id\":true,\"op\":\"hello\"}",
+		"{\"id\":[1],\"op\":\"hello\"}",
+		"{\"id\":{\"a\":1},\"op\":\"hello\"}",
+		/* 65 bytes */
+		"{\"id\":\"0123456789012345678901234567890123456789"
+		    "0123456789012345678901234\",\"op\":\"hello\"}",
+		/* 33 two-byte characters: 66 bytes */
+		"{\"id\":\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+		    "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+		    "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+		    "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+		    "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\","
+		    "\"op\":\"hello\"}",
+	};
+	json_t *data;
+	size_t i;
+
+	for (i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		/* the id is not echoed: it is not a valid id */
+		data = h_error(h_callj(lines[i]), NULL, "invalid_request");
+		ck_assert_msg(data != NULL, "no data for %s", lines[i]);
+		ck_assert_str_eq(str_at(data, "param"), "id");
+	}
+}
+END_TEST
+
+START_TEST(test_missing_op)
+{
+	json_t *data;
+
+	data = h_error(h_callj("{\"id\":3}"), "3", "invalid_request");
+	ck_assert_str_eq(str_at(data, "param"), "op");
+	data = h_error(h_callj("{\"id\":4,\"op\":5}"), "4", "invalid_request");
+	ck_assert_str_eq(str_at(data, "param"), "op");
+	data = h_error(h_callj("{\"id\":\"x\",\"op\":null}"), "\"x\"",
+	    "invalid_request");
+	ck_assert_str_eq(str_at(data, "param"), "op");
+	data = h_error(h_callj("{}"), NULL, "invalid_request");
+	ck_assert_str_eq(str_at(data, "param"), "op");
+}
+END_TEST
+
+START_TEST(test_unknown_op)
+{
+	char line[256], want[65];
+	json_t *data;
+
+	data = h_error(h_callj("{\"id\":\"u1\",\"op\":\"frobnicate\"}"),
+	    "\"u1\"", "unknown_op");
+	ck_assert_str_eq(str_at(data, "op"), "frobnicate");
+	ck_assert_uint_eq(json_object_size(data), 1);
+
+	/* case matters */
+	data = h_error(h_callj("{\"id\":2,\"op\":\"HELLO\"}"), "2",
+	    "unknown_op");
+	ck_assert_str_eq(str_at(data, "op"), "HELLO");
+
+	/* a long name comes back cut to 64 bytes */
+	memset(want, 'z', 64);
+	want[64] = '\0';
+	snprintf(line, sizeof(line), "{\"id\":3,\"op\":\"%s%s\"}", want,
+	    "zzzzzzzzzz");
+	data = h_error(h_callj(line), "3", "unknown_op");
+	ck_assert_str_eq(str_at(data, "op"), want);
+}
+END_TEST
+
+START_TEST(test_invalid_params_unknown)
+{
+	assert_bad_param("{\"id\":1,\"op\":\"hello\",\"bogus\":1}", "1",
+	    "bogus");
+	assert_bad_param("{\"id\":2,\"op\":\"stats\",\"queue\":\"default\"}",
+	    "2", "queue");
+	assert_bad_param("{\"id\":3,\"op\":\"queue.send\",\"type\":1,"
+	    "\"text\":\"x\",\"encoding\":\"text\"}", "3", "encoding");
+	assert_bad_param("{\"id\":4,\"op\":\"queue.recv\",\"text\":\"x\"}",
+	    "4", "text");
+	assert_bad_param("{\"op\":\"queue.list\",\"ID\":5}", NULL, "ID");
+}
+END_TEST
+
+START_TEST(test_invalid_params_mistyped)
+{
+	json_t *r;
+
+	assert_bad_param("{\"id\":1,\"op\":\"hello\",\"proto\":\"1\"}", "1",
+	    "proto");
+	assert_bad_param("{\"id\":2,\"op\":\"queue.send\",\"type\":\"1\","
+	    "\"text\":\"x\"}", "2", "type");
+	assert_bad_param("{\"id\":3,\"op\":\"queue.send\",\"type\":1.0,"
+	    "\"text\":\"x\"}", "3", "type");
+	assert_bad_param("{\"id\":4,\"op\":\"queue.send\",\"type\":1,"
+	    "\"text\":5}", "4", "text");
+	assert_bad_param("{\"id\":5,\"op\":\"queue.recv\",\"except\":1,"
+	    "\"type\":1}", "5", "except");
+	assert_bad_param("{\"id\":6,\"op\":\"queue.stat\",\"queue\":null}",
+	    "6", "queue");
+	assert_bad_param("{\"id\":7,\"op\":\"queue.recv\",\"timeout_ms\":"
+	    "\"10\"}", "7", "timeout_ms");
+
+	/* the message says what the type should be */
+	r = h_callj("{\"id\":8,\"op\":\"cancel\",\"consumer\":true}");
+	h_error(r, "8", "invalid_params");
+	ck_assert_ptr_nonnull(strstr(str_at(json_object_get(r, "error"),
+	    "message"), "integer"));
+	/* nothing was sent */
+	ck_assert_int_eq(h_qnum(), 0);
+}
+END_TEST
+
+/* Handlers' own checks name the param too. */
+START_TEST(test_invalid_params_values)
+{
+	assert_bad_param("{\"id\":1,\"op\":\"queue.send\",\"type\":0,"
+	    "\"text\":\"x\"}", "1", "type");
+	assert_bad_param("{\"id\":2,\"op\":\"queue.send\",\"text\":\"x\"}",
+	    "2", "type");
+	assert_bad_param("{\"id\":3,\"op\":\"queue.send\",\"type\":1}", "3",
+	    "text");
+	assert_bad_param("{\"id\":4,\"op\":\"queue.send\",\"type\":1,"
+	    "\"text\":\"x\",\"data_b64\":\"eA==\"}", "4", "data_b64");
+	assert_bad_param("{\"id\":5,\"op\":\"queue.send\",\"type\":1,"
+	    "\"data_b64\":\"eA\"}", "5", "data_b64");
+	assert_bad_param("{\"id\":6,\"op\":\"queue.send\",\"type\":1,"
+	    "\"text\":\"x\",\"timeout_ms\":-1}", "6", "timeout_ms");
+	assert_bad_param("{\"id\":7,\"op\":\"queue.recv\",\"type\":1,"
+	    "\"type_max\":2}", "7", "type_max");
+	assert_bad_param("{\"id\":8,\"op\":\"queue.recv\",\"type\":-1}", "8",
+	    "type");
+	assert_bad_param("{\"id\":9,\"op\":\"queue.recv\",\"type_max\":0}",
+	    "9", "type_max");
+	assert_bad_param("{\"id\":10,\"op\":\"queue.recv\",\"except\":true}",
+	    "10", "except");
+	assert_bad_param("{\"id\":11,\"op\":\"queue.recv\",\"encoding\":"
+	    "\"utf8\"}", "11", "encoding");
+	assert_bad_param("{\"id\":12,\"op\":\"queue.recv\",\"timeout_ms\":"
+	    "300001}", "12", "timeout_ms");
+	assert_bad_param("{\"id\":13,\"op\":\"cancel\"}", "13", "target");
+	assert_bad_param("{\"id\":14,\"op\":\"cancel\",\"consumer\":0}", "14",
+	    "consumer");
+	ck_assert_int_eq(h_qnum(), 0);
+}
+END_TEST
+
+START_TEST(test_id_echo)
+{
+	static const char *ids[] = { "0", "42", "-7", "9007199254740993",
+	    "\"\"", "\"abc\"", "\"\xc3\xa9t\xc3\xa9\"", "\"a\\nb\"",
+	    /* exactly 64 bytes */
+	    "\"0123456789012345678901234567890123456789012345678901234567890123\"",
+	};
+	char line[256];
+	size_t i;
+
+	for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		snprintf(line, sizeof(line), "{\"id\":%s,\"op\":\"queue.list\"}",
+		    ids[i]);
+		h_result(h_callj(line), ids[i]);
+		/* errors echo it as well */
+		snprintf(line, sizeof(line), "{\"op\":\"nope\",\"id\":%s}",
+		    ids[i]);
+		h_error(h_callj(line), ids[i], "unknown_op");
+	}
+	/* no id in, no id out */
+	h_result(h_callj("{\"op\":\"queue.list\"}"), NULL);
+	h_error(h_callj("{\"op\":\"nope\"}"), NULL, "unknown_op");
+}
+END_TEST
+
+/* The exact bytes of an error and a result reply. */
+START_TEST(test_reply_shape)
+{
+	json_t *r, *e, *res;
+	const char *k;
+	json_t *v;
+
+	r = h_callj("{\"id\":7,\"op\":\"queue.stat\",\"queue\":\"nope\"}");
+	ck_assert_uint_eq(json_object_size(r), 2);
+	ck_assert_int_eq(int_at(r, "id"), 7);
+	e = json_object_get(r, "error");
+	ck_assert_uint_eq(json_object_size(e), 3);
+	ck_assert_str_eq(str_at(e, "code"), "not_found");
+	ck_assert_ptr_nonnull(strstr(str_at(e, "message"), "nope"));
+	ck_assert(json_equal(json_object_get(e, "data"),
+	    h_json("{\"queue\":\"nope\"}")));
+
+	/* without data there is no "data" member at all */
+	e = json_object_get(h_callj("42"), "error");
+	ck_assert_uint_eq(json_object_size(e), 2);
+	ck_assert_ptr_null(json_object_get(e, "data"));
+
+	/* a line: compact JSON, one per reply */
+	ck_assert_str_eq(h_call("{\"op\":\"queue.send\",\"type\":3,"
+	    "\"text\":\"hi\",\"id\":\"s\"}"),
+	    "{\"id\":\"s\",\"result\":{\"queue\":\"default\",\"type\":3,"
+	    "\"bytes\":2}}");
+
+	r = h_callj("{\"op\":\"hello\",\"id\":1}");
+	res = h_result(r, "1");
+	ck_assert_str_eq(str_at(res, "server"), "ipcbridge");
+	ck_assert_int_eq(int_at(res, "protocol"), 1);
+	ck_assert(json_equal(json_object_get(res, "queues"),
+	    h_json("[\"default\"]")));
+	ck_assert(json_equal(json_object_get(res, "ops"),
+	    h_json("[\"hello\",\"stats\",\"cancel\",\"queue.send\","
+	    "\"queue.recv\",\"queue.consume\",\"queue.stat\",\"queue.list\"]")));
+	json_object_foreach(json_object_get(res, "limits"), k, v)
+		ck_assert_msg(json_is_integer(v), "limits.%s", k);
+	ck_assert_int_eq(int_at(json_object_get(res, "limits"),
+	    "max_waits_per_conn"), MAX_PARKED_PER_CONN);
+	ck_assert_int_eq(int_at(json_object_get(res, "peer"), "pid"),
+	    getpid());
+}
+END_TEST
+
+START_TEST(test_hello_protocol)
+{
+	json_t *data;
+
+	h_result(h_callj("{\"id\":1,\"op\":\"hello\",\"proto\":1}"), "1");
+	data = h_error(h_callj("{\"id\":2,\"op\":\"hello\",\"proto\":2}"), "2",
+	    "unsupported_protocol");
+	ck_assert_int_eq(int_at(data, "supported"), 1);
+	h_error(h_callj("{\"id\":3,\"op\":\"hello\",\"proto\":0}"), "3",
+	    "unsupported_protocol");
+}
+END_TEST
+
+START_TEST(test_unknown_queue)
+{
+	json_t *data;
+
+	data = h_error(h_callj("{\"id\":1,\"op\":\"queue.send\",\"queue\":"
+	    "\"jobs\",\"type\":1,\"text\":\"x\"}"), "1", "not_found");
+	ck_assert_str_eq(str_at(data, "queue"), "jobs");
+	data = h_error(h_callj("{\"id\":2,\"op\":\"queue.recv\",\"queue\":"
+	    "\"jobs\"}"), "2", "not_found");
+	ck_assert_str_eq(str_at(data, "queue"), "jobs");
+}
+END_TEST
+
+/* ---- line framing ---- */
+
+START_TEST(test_blank_and_comment_lines)
+{
+	static const char in[] = "\n   \n\t\n# a comment\n  # indented\n"
+	    "\t#x\n\r\n \r\n#{\"id\":9,\"op\":\"hello\"}\n"
+	    "{\"id\":1,\"op\":\"stats\"}\n";
+	json_t *res;
+
+	h_write(0, in, sizeof(in) - 1);
+	res = h_result(h_readj(0), "1");
+	/* only the stats request counted; nothing else was answered */
+	ck_assert_int_eq(int_at(res, "requests"), 1);
+	ck_assert(json_equal(json_object_get(res, "errors"), h_json("{}")));
+	ck_assert(!h_has_line(0));
+}
+END_TEST
+
+START_TEST(test_crlf)
+{
+	static const char in[] = "{\"id\":1,\"op\":\"queue.list\"}\r\n"
+	    "{\"id\":2,\"op\":\"queue.send\",\"type\":1,\"text\":\"a\"}\r\n";
+	json_t *res;
+	char buf[8];
+	long type;
+
+	h_write(0, in, sizeof(in) - 1);
+	h_result(h_readj(0), "1");
+	res = h_result(h_readj(0), "2");
+	/* the \r is not part of the message */
+	ck_assert_int_eq(int_at(res, "bytes"), 1);
+	ck_assert_int_eq(h_sysv_recv(0, &type, buf, sizeof(buf)), 1);
+	ck_assert_int_eq(buf[0], 'a');
+}
+END_TEST
+
+static int
+bytes_in_at_least(void *arg)
+{
+	return stats.bytes_in >= *(size_t *)arg;
+}
+
+/* A request split over writes is answered once its newline arrives;
+ * several in one write are answered in order. */
+START_TEST(test_partial_and_pipelined_lines)
+{
+	static const char part1[] = "{\"id\":1,\"op\":";
+	static const char part2[] = "\"queue.list\"}\n{\"id\":2,\"op\":\"hello\"}"
+	    "\n{\"id\":3,\"op\":\"stats\"}\n";
+	size_t n = sizeof(part1) - 1;
+
+	h_write(0, part1, n);
+	ck_assert(h_run_until(bytes_in_at_least, &n, H_TIMEOUT_MS));
+	ck_assert(!h_has_line(0));
+	ck_assert_uint_eq(stats.requests, 0);
+	h_write(0, part2, sizeof(part2) - 1);
+	h_result(h_readj(0), "1");
+	h_result(h_readj(0), "2");
+	h_result(h_readj(0), "3");
+}
+END_TEST
+
+/* More lines in one write than the daemon handles per read pass: all are
+ * answered, in order. */
+START_TEST(test_many_pipelined_lines)
+{
+	char *in, id[16];
+	size_t len = 0;
+	int i;
+
+	in = malloc(200 * 64);
+	ck_assert_ptr_nonnull(in);
+	for (i = 0; i < 200; i++)
+		len += (size_t)sprintf(in + len, "{\"id\":%d,\"op\":"
+		    "\"queue.list\"}\n", i);
+	h_write(0, in, len);
+	free(in);
+	for (i = 0; i < 200; i++) {
+		snprintf(id, sizeof(id), "%d", i);
+		h_result(h_readj(0), id);
+	}
+	ck_assert(!h_has_line(0));
+}
+END_TEST
+
+/*
+ * A long pipeline on one connection does not starve another: the daemon
+ * handles 64 lines and then lets others in (conn.c, LINES_PER_READ). Here
+ * client b's request arrives once the daemon has answered client 0's
+ * first batch, while client 0 still has over 200 lines waiting; the order
+ * of the messages on the queue shows when b was served.
+ */
+#define PIPELINE	300
+
+static void
+send_b(void *arg)
+{
+	h_sendc(*(int *)arg, "{\"id\":\"b\",\"op\":\"queue.send\","
+	    "\"type\":1,\"text\":\"b\"}");
+}
+
+START_TEST(test_pipeline_does_not_starve_others)
+{
+	char *in, id[16], buf[16];
+	size_t len = 0;
+	int i, pos = -1, b = h_connect();
+	long type;
+
+	in = malloc(PIPELINE * 80);
+	ck_assert_ptr_nonnull(in);
+	for (i = 0; i < PIPELINE; i++)
+		len += (size_t)sprintf(in + len, "{\"id\":%d,\"op\":"
+		    "\"queue.send\",\"type\":1,\"text\":\"a\"}\n", i);
+	h_on_data(0, send_b, &b);
+	h_write(0, in, len);
+	free(in);
+	h_result(h_readj(b), "\"b\"");
+	for (i = 0; i < PIPELINE; i++) {
+		snprintf(id, sizeof(id), "%d", i);
+		h_result(h_readj(0), id);
+	}
+	for (i = 0; i <= PIPELINE; i++) {
+		ck_assert_int_eq(h_sysv_recv(0, &type, buf, sizeof(buf)), 1);
+		if (buf[0] == 'b')
+			pos = i;
+	}
+	ck_assert_int_eq(h_qnum(), 0);
+	ck_assert_msg(pos >= 0 && pos < PIPELINE, "client b was served after "
+	    "all %d lines of client 0 (position %d)", PIPELINE, pos);
+}
+END_TEST
+
+/* Over max_conns a client gets one busy line and is closed. */
+START_TEST(test_busy)
+{
+	int b;
+
+	h_cfg->max_conns = 1;
+	b = h_connect();
+	ck_assert_ptr_null(h_error(h_readj(b), NULL, "busy"));
+	ck_assert_ptr_null(h_read(b, H_TIMEOUT_MS));
+	ck_assert(h_eof(b));
+	ck_assert_int_eq(conns_count, 1);
+	ck_assert_uint_eq(stats.errors[ERR_BUSY], 1);
+	/* the first client is served as before */
+	h_result(h_callj("{\"id\":1,\"op\":\"queue.list\"}"), "1");
+}
+END_TEST
+
+/* While only part of a line has come, the daemon waits for the rest
+ * without spinning, and serves other clients meanwhile. */
+START_TEST(test_partial_line_leaves_daemon_idle)
+{
+	static const char part[] = "{\"id\":1,\"op\":\"queue.list\"";
+	size_t n = sizeof(part) - 1;
+	int b = h_connect();
+
+	h_write(0, part, n);
+	ck_assert(h_run_until(bytes_in_at_least, &n, H_TIMEOUT_MS));
+	ck_assert_msg(h_idle(), "the daemon keeps an event active (busy "
+	    "loop) while a partial line waits for its newline");
+	h_result(h_callcj(b, "{\"id\":2,\"op\":\"queue.list\"}"), "2");
+	h_write(0, "}\n", 2);
+	h_result(h_readj(0), "1");
+	ck_assert(h_idle());
+}
+END_TEST
+
+/* The last line may come without its newline when the client is done. */
+START_TEST(test_last_line_without_newline)
+{
+	static const char in[] = "{\"id\":1,\"op\":\"queue.list\"}";
+
+	h_write(0, in, sizeof(in) - 1);
+	h_close_write(0);
+	h_result(h_readj(0), "1");
+	/* then the daemon closes its side: all was answered */
+	ck_assert_ptr_null(h_read(0, H_TIMEOUT_MS));
+	ck_assert(h_eof(0));
+	ck_assert_int_eq(conns_count, 0);
+}
+END_TEST
+
+START_TEST(test_line_too_long)
+{
+	char *big;
+	size_t n = 3000;
+
+	h_cfg->max_line_bytes = 1024;
+	big = malloc(n + 1);
+	ck_assert_ptr_nonnull(big);
+	memset(big, ' ', n);
+	memcpy(big, "{\"id\":1,\"op\":\"hello\",\"x\":\"", 26);
+	big[n - 2] = '"';
+	big[n - 1] = '}';
+	big[n] = '\0';
+	h_send(big);
+	free(big);
+	ck_assert_ptr_null(h_error(h_readj(0), NULL, "line_too_long"));
+	/* the connection goes on */
+	h_result(h_callj("{\"id\":2,\"op\":\"queue.list\"}"), "2");
+}
+END_TEST
+
+/* An overlong line that comes in pieces is discarded as it comes, and
+ * answered once, when its newline arrives or the input ends. */
+START_TEST(test_line_too_long_in_pieces)
+{
+	char chunk[1500];
+	size_t n = sizeof(chunk);
+
+	h_cfg->max_line_bytes = 1024;
+	memset(chunk, 'x', sizeof(chunk));
+	h_write(0, chunk, sizeof(chunk));
+	ck_assert(h_run_until(bytes_in_at_least, &n, H_TIMEOUT_MS));
+	ck_assert(!h_has_line(0));
+	h_write(0, chunk, sizeof(chunk));
+	h_write(0, "\n{\"id\":1,\"op\":\"queue.list\"}\n", 29);
+	h_error(h_readj(0), NULL, "line_too_long");
+	h_result(h_readj(0), "1");
+
+	/* ended by the end of the input instead */
+	h_write(0, chunk, sizeof(chunk));
+	h_close_write(0);
+	h_error(h_readj(0), NULL, "line_too_long");
+	ck_assert_ptr_null(h_read(0, H_TIMEOUT_MS));
+	ck_assert(h_eof(0));
+	ck_assert_uint_eq(stats.errors[ERR_LINE_TOO_LONG], 2);
+	ck_assert_uint_eq(stats.requests, 1);
+}
+END_TEST
+
+/* ---- send and recv ---- */
+
+START_TEST(test_send_recv_text)
+{
+	json_t *res, *msg;
+	char buf[64];
+	long type;
+
+	res = h_result(h_callj("{\"id\":1,\"op\":\"queue.send\",\"type\":5,"
+	    "\"text\":\"h\xc3\xa9llo\"}"), "1");
+	ck_assert(json_equal(res, h_json("{\"queue\":\"default\",\"type\":5,"
+	    "\"bytes\":6}")));
+	ck_assert_int_eq(h_qnum(), 1);
+
+	res = h_result(h_callj("{\"id\":2,\"op\":\"queue.recv\",\"type\":5}"),
+	    "2");
+	ck_assert_uint_eq(json_object_size(res), 2);
+	ck_assert(json_is_false(json_object_get(res, "timed_out")));
+	msg = json_object_get(res, "msg");
+	ck_assert(json_equal(msg, h_json("{\"queue\":\"default\",\"type\":5,"
+	    "\"bytes\":6,\"text\":\"h\xc3\xa9llo\"}")));
+	ck_assert_int_eq(h_qnum(), 0);
+
+	/* a worker's message, and the daemon's message seen by a worker */
+	h_sysv_send(9, "from worker", 11);
+	res = h_result(h_callj("{\"id\":3,\"op\":\"queue.recv\"}"), "3");
+	ck_assert(json_equal(json_object_get(res, "msg"),
+	    h_json("{\"queue\":\"default\",\"type\":9,\"bytes\":11,"
+	    "\"text\":\"from worker\"}")));
+	h_result(h_callj("{\"id\":4,\"op\":\"queue.send\",\"queue\":\"default\","
+	    "\"type\":77,\"text\":\"to worker\"}"), "4");
+	ck_assert_int_eq(h_sysv_recv(0, &type, buf, sizeof(buf)), 9);
+	ck_assert_int_eq(type, 77);
+	ck_assert_mem_eq(buf, "to worker", 9);
+}
+END_TEST
+
+START_TEST(test_send_recv_binary)
+{
+	static const unsigned char bin[] = { 0, 1, 2, 0xff, 0x80, 0 };
+	json_t *res, *msg;
+	char buf[64];
+	long type;
+
+	res = h_result(h_callj("{\"id\":1,\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AAEC/4AA\"}"), "1");
+	ck_assert_int_eq(int_at(res, "bytes"), 6);
+	ck_assert_int_eq(h_sysv_recv(2, &type, buf, sizeof(buf)), 6);
+	ck_assert_mem_eq(buf, bin, 6);
+
+	/* auto: bytes that are not text come back as data_b64 */
+	h_sysv_send(2, bin, sizeof(bin));
+	res = h_result(h_callj("{\"id\":2,\"op\":\"queue.recv\"}"), "2");
+	msg = json_object_get(res, "msg");
+	ck_assert_str_eq(str_at(msg, "data_b64"), "AAEC/4AA");
+	ck_assert_ptr_null(json_object_get(msg, "text"));
+	ck_assert_int_eq(int_at(msg, "bytes"), 6);
+
+	/* base64 on request, even for text */
+	h_sysv_send(3, "abc", 3);
+	res = h_result(h_callj("{\"id\":3,\"op\":\"queue.recv\",\"encoding\":"
+	    "\"base64\"}"), "3");
+	ck_assert_str_eq(str_at(json_object_get(res, "msg"), "data_b64"),
+	    "YWJj");
+
+	/* text refused for binary: the message stays on the queue */
+	h_sysv_send(4, "\xff\xfe", 2);
+	h_error(h_callj("{\"id\":4,\"op\":\"queue.recv\",\"encoding\":"
+	    "\"text\"}"), "4", "not_utf8");
+	ck_assert_int_eq(h_qnum(), 1);
+	ck_assert_int_eq(h_sysv_recv(4, &type, buf, sizeof(buf)), 2);
+
+	/* an empty message */
+	res = h_result(h_callj("{\"id\":5,\"op\":\"queue.send\",\"type\":6,"
+	    "\"data_b64\":\"\"}"), "5");
+	ck_assert_int_eq(int_at(res, "bytes"), 0);
+	res = h_result(h_callj("{\"id\":6,\"op\":\"queue.recv\"}"), "6");
+	ck_assert(json_equal(json_object_get(res, "msg"),
+	    h_json("{\"queue\":\"default\",\"type\":6,\"bytes\":0,"
+	    "\"text\":\"\"}")));
+}
+END_TEST
+
+START_TEST(test_recv_selectors)
+{
+	json_t *res;
+
+	h_sysv_send(5, "five", 4);
+	h_sysv_send(2, "two", 3);
+	h_sysv_send(9, "nine", 4);
+	/* type_max: the lowest type <= n */
+	res = h_result(h_callj("{\"id\":1,\"op\":\"queue.recv\",\"type_max\":"
+	    "6}"), "1");
+	ck_assert_int_eq(int_at(json_object_get(res, "msg"), "type"), 2);
+	/* except: the first not of that type */
+	res = h_result(h_callj("{\"id\":2,\"op\":\"queue.recv\",\"type\":5,"
+	    "\"except\":true}"), "2");
+	ck_assert_int_eq(int_at(json_object_get(res, "msg"), "type"), 9);
+	/* nothing of type 7: no wait, no message */
+	res = h_result(h_callj("{\"id\":3,\"op\":\"queue.recv\",\"type\":7}"),
+	    "3");
+	ck_assert(json_equal(res, h_json("{\"msg\":null,"
+	    "\"timed_out\":false}")));
+	ck_assert_int_eq(h_qnum(), 1);
+}
+END_TEST
+
+START_TEST(test_recv_empty_queue)
+{
+	json_t *res;
+
+	res = h_result(h_callj("{\"id\":1,\"op\":\"queue.recv\"}"), "1");
+	ck_assert(json_equal(res, h_json("{\"msg\":null,\"timed_out\":false}")));
+}
+END_TEST
+
+/* No room: queue_full at once without timeout_ms; a message bigger than
+ * the queue can ever hold: msg_too_big. */
+START_TEST(test_queue_full_and_too_big)
+{
+	json_t *data;
+
+	h_set_qbytes(8);
+	h_result(h_callj("{\"id\":1,\"op\":\"queue.send\",\"type\":1,"
+	    "\"text\":\"12345678\"}"), "1");
+	ck_assert_ptr_null(h_error(h_callj("{\"id\":2,\"op\":\"queue.send\","
+	    "\"type\":1,\"text\":\"x\"}"), "2", "queue_full"));
+	ck_assert_ptr_null(h_error(h_callj("{\"id\":3,\"op\":\"queue.send\","
+	    "\"type\":1,\"text\":\"123456789\"}"), "3", "msg_too_big"));
+	ck_assert_int_eq(h_qnum(), 1);
+	/* over msgmax: with bytes and max */
+	{
+		size_t max = ipcb_msgmax(), n = max + 1;
+		char *line = malloc(n + 64);
+
+		ck_assert_ptr_nonnull(line);
+		n = (size_t)sprintf(line, "{\"id\":4,\"op\":\"queue.send\","
+		    "\"type\":1,\"text\":\"");
+		memset(line + n, 'a', max + 1);
+		strcpy(line + n + max + 1, "\"}");
+		data = h_error(h_callj(line), "4", "msg_too_big");
+		free(line);
+		ck_assert_int_eq(json_integer_value(json_object_get(data,
+		    "bytes")), (json_int_t)max + 1);
+		ck_assert_int_eq(json_integer_value(json_object_get(data,
+		    "max")), (json_int_t)max);
+	}
+}
+END_TEST
+
+/* ---- stats ---- */
+
+START_TEST(test_stats_counts_errors_by_code)
+{
+	json_t *res;
+
+	h_call("{");
+	h_call("[1,");
+	h_call("{\"op\":\"nope\"}");
+	h_call("{\"op\":\"hello\",\"bogus\":1}");
+	h_call("{\"op\":\"hello\",\"proto\":\"x\"}");
+	h_call("{\"op\":\"queue.send\",\"type\":0,\"text\":\"x\"}");
+	h_call("[]");
+	h_call("{\"op\":\"queue.stat\",\"queue\":\"none\"}");
+	h_call("{\"op\":\"queue.send\",\"type\":1,\"text\":\"ok\"}");
+	h_call("{\"op\":\"queue.recv\"}");
+	h_send("");			/* no request, no reply */
+	res = h_result(h_callj("{\"id\":\"s\",\"op\":\"stats\"}"), "\"s\"");
+	ck_assert(json_equal(json_object_get(res, "errors"),
+	    h_json("{\"parse_error\":2,\"unknown_op\":1,\"invalid_params\":3,"
+	    "\"invalid_request\":1,\"not_found\":1}")));
+	ck_assert_int_eq(int_at(res, "requests"), 11);
+	ck_assert(json_equal(json_object_get(res, "messages"),
+	    h_json("{\"sent\":1,\"received\":1,\"put_back\":0,\"lost\":0}")));
+	ck_assert(json_equal(json_object_get(res, "connections"),
+	    h_json("{\"current\":1,\"total\":1}")));
+	ck_assert_int_eq(int_at(res, "waiters"), 0);
+}
+END_TEST
+
+static Suite *
+proto_suite(void)
+{
+	Suite *s = suite_create("proto");
+	TCase *tc;
+
+	tc = tcase_create("decode");
+	h_fixtures(tc);
+	tcase_add_test(tc, test_parse_error_position);
+	tcase_add_test(tc, test_parse_error_strict);
+	tcase_add_test(tc, test_parse_error_message);
+	tcase_add_test(tc, test_not_utf8);
+	tcase_add_test(tc, test_non_object_requests);
+	tcase_add_test(tc, test_bad_id);
+	tcase_add_test(tc, test_missing_op);
+	tcase_add_test(tc, test_unknown_op);
+	tcase_add_test(tc, test_invalid_params_unknown);
+	tcase_add_test(tc, test_invalid_params_mistyped);
+	tcase_add_test(tc, test_invalid_params_values);
+	tcase_add_test(tc, test_id_echo);
+	tcase_add_test(tc, test_reply_shape);
+	tcase_add_test(tc, test_hello_protocol);
+	tcase_add_test(tc, test_unknown_queue);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("framing");
+	h_fixtures(tc);
+	tcase_add_test(tc, test_blank_and_comment_lines);
+	tcase_add_test(tc, test_crlf);
+	tcase_add_test(tc, test_partial_and_pipelined_lines);
+	tcase_add_test(tc, test_partial_line_leaves_daemon_idle);
+	tcase_add_test(tc, test_many_pipelined_lines);
+	tcase_add_test(tc, test_pipeline_does_not_starve_others);
+	tcase_add_test(tc, test_busy);
+	tcase_add_test(tc, test_last_line_without_newline);
+	tcase_add_test(tc, test_line_too_long);
+	tcase_add_test(tc, test_line_too_long_in_pieces);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("queue");
+	h_fixtures(tc);
+	tcase_add_test(tc, test_send_recv_text);
+	tcase_add_test(tc, test_send_recv_binary);
+	tcase_add_test(tc, test_recv_selectors);
+	tcase_add_test(tc, test_recv_empty_queue);
+	tcase_add_test(tc, test_queue_full_and_too_big);
+	tcase_add_test(tc, test_stats_counts_errors_by_code);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(proto_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
