@@ -20,6 +20,8 @@
 #include "daemon.h"
 
 #define DEFAULT_QUEUE_KEY	"0x69706201"
+#define DEFAULT_SHM_KEY		"0x69706202"
+#define DEFAULT_SHM_SIZE	(1024 * 1024)
 
 struct parse {
 	struct config	*cfg;
@@ -218,6 +220,30 @@ server_key(struct parse *p, const char *name, const char *value)
 			return fail(p, "server", name,
 			    "\"%s\" is not a number in 1..100000", value);
 		c->max_conns = (int)v;
+	} else if (!strcmp(name, "log")) {
+		if (!strcmp(value, "stderr"))
+			c->log_syslog = 0;
+		else if (!strcmp(value, "syslog"))
+			c->log_syslog = 1;
+		else
+			return fail(p, "server", name,
+			    "\"%s\" is not stderr or syslog", value);
+	} else if (!strcmp(name, "log_level")) {
+		if (!strcmp(value, "warning"))
+			c->log_level = LOG_LVL_WARN;
+		else if (!strcmp(value, "info"))
+			c->log_level = LOG_LVL_INFO;
+		else if (!strcmp(value, "debug"))
+			c->log_level = LOG_LVL_DEBUG;
+		else
+			return fail(p, "server", name,
+			    "\"%s\" is not warning, info or debug", value);
+	} else if (!strcmp(name, "pidfile")) {
+		if (*value != '/')
+			return fail(p, "server", name,
+			    "\"%s\" is not an absolute path", value);
+		free(c->pidfile);
+		c->pidfile = xstrdup(value);
 	} else if (!strcmp(name, "max_wait_ms")) {
 		if (parse_uint(value, 86400000, &v) < 0 || v < 1)
 			return fail(p, "server", name,
@@ -265,6 +291,95 @@ queue_key(struct parse *p, const char *qname, const char *name,
 			return fail(p, section, name,
 			    "\"%s\" is not a size like 16384, 64K or 4M", value);
 		q->max_bytes = (unsigned long)v;
+	} else if (!strcmp(name, "payload")) {
+		if (!strcmp(value, "raw"))
+			q->payload = PAYLOAD_RAW;
+		else if (!strcmp(value, "json"))
+			q->payload = PAYLOAD_JSON;
+		else if (!strcmp(value, "php"))
+			q->payload = PAYLOAD_PHP;
+		else
+			return fail(p, section, name,
+			    "\"%s\" is not raw, json or php", value);
+	} else
+		return fail(p, section, name, "unknown key");
+	return 1;
+}
+
+static struct shm_conf *
+add_shm(struct config *c, const char *name, int line)
+{
+	struct shm_conf *m;
+
+	m = reallocarray(c->shms, c->nshms + 1, sizeof(*m));
+	if (m == NULL)
+		fatalx("out of memory");
+	c->shms = m;
+	m = &c->shms[c->nshms++];
+	memset(m, 0, sizeof(*m));
+	m->name = xstrdup(name);
+	m->size = DEFAULT_SHM_SIZE;
+	m->mode = 0660;
+	m->format = SHM_PHP;
+	m->lock_timeout_ms = 1000;
+	m->create = 1;
+	m->line = line;
+	return m;
+}
+
+static int
+shm_key(struct parse *p, const char *sname, const char *name,
+    const char *value)
+{
+	struct shm_conf *m;
+	char section[128], kerr[256];
+	unsigned long long v;
+
+	snprintf(section, sizeof(section), "shm %s", sname);
+	if (!valid_name(sname))
+		return fail(p, section, name,
+		    "segment name must be 1-64 of A-Z a-z 0-9 _ - .");
+	m = (struct shm_conf *)config_shm(p->cfg, sname);
+	if (m == NULL)
+		m = add_shm(p->cfg, sname, p->lineno);
+	if (!strcmp(name, "key")) {
+		if (ipcb_key_parse(value, &m->key, kerr, sizeof(kerr)) < 0)
+			return fail(p, section, name, "%s", kerr);
+		free(m->key_spec);
+		m->key_spec = xstrdup(value);
+		m->line = p->lineno;
+	} else if (!strcmp(name, "sem_key")) {
+		if (ipcb_key_parse(value, &m->sem_key, kerr, sizeof(kerr)) < 0)
+			return fail(p, section, name, "%s", kerr);
+		free(m->sem_key_spec);
+		m->sem_key_spec = xstrdup(value);
+	} else if (!strcmp(name, "size")) {
+		if (parse_size(value, 1ULL << 30, &v) < 0 || v < 64)
+			return fail(p, section, name,
+			    "\"%s\" is not a size in 64..1G (K/M/G suffixes)",
+			    value);
+		m->size = (size_t)v;
+	} else if (!strcmp(name, "mode")) {
+		if (parse_mode(value, &m->mode) < 0)
+			return fail(p, section, name,
+			    "\"%s\" is not an octal mode like 0660", value);
+	} else if (!strcmp(name, "format")) {
+		if (!strcmp(value, "php"))
+			m->format = SHM_PHP;
+		else if (!strcmp(value, "raw"))
+			m->format = SHM_RAW;
+		else
+			return fail(p, section, name,
+			    "\"%s\" is not php or raw", value);
+	} else if (!strcmp(name, "lock_timeout_ms")) {
+		if (parse_uint(value, 86400000, &v) < 0)
+			return fail(p, section, name,
+			    "\"%s\" is not a number of milliseconds", value);
+		m->lock_timeout_ms = (int)v;
+	} else if (!strcmp(name, "create")) {
+		if (parse_bool(value, &m->create) < 0)
+			return fail(p, section, name,
+			    "\"%s\" is not yes or no", value);
 	} else
 		return fail(p, section, name, "unknown key");
 	return 1;
@@ -281,10 +396,13 @@ handler(void *arg, const char *section, const char *name, const char *value)
 		return server_key(p, name, value);
 	if (!strncmp(section, "queue ", 6))
 		return queue_key(p, section + 6, name, value);
+	if (!strncmp(section, "shm ", 4))
+		return shm_key(p, section + 4, name, value);
 	if (*section == '\0')
 		return fail(p, "", name, "key outside any section");
 	return fail(p, section, name,
-	    "unknown section (expected [server] or [queue NAME])");
+	    "unknown section (expected [server], [queue NAME] or "
+	    "[shm NAME])");
 }
 
 static void
@@ -295,6 +413,7 @@ set_defaults(struct config *c)
 	c->max_line_bytes = 16 * 1024 * 1024;
 	c->max_conns = 256;
 	c->max_wait_ms = 300000;
+	c->log_level = LOG_LVL_INFO;
 }
 
 /* /run/ipcbridge.sock, or $XDG_RUNTIME_DIR/ipcbridge.sock if /run is not ours. */
@@ -339,6 +458,38 @@ finish(struct config *c, char *err, size_t errlen)
 		snprintf(err, errlen, "%s:%d: [queue %s]: key is required",
 		    c->path, q->line, q->name);
 		return -1;
+	}
+	if (c->nshms == 0) {
+		struct shm_conf *m = add_shm(c, "default", 0);
+
+		ipcb_key_parse(DEFAULT_SHM_KEY, &m->key, NULL, 0);
+		m->key_spec = xstrdup(DEFAULT_SHM_KEY);
+	}
+	for (i = 0; i < c->nshms; i++) {
+		struct shm_conf *m = &c->shms[i];
+		size_t j;
+
+		if (m->key_spec == NULL && strcmp(m->name, "default") == 0) {
+			ipcb_key_parse(DEFAULT_SHM_KEY, &m->key, NULL, 0);
+			m->key_spec = xstrdup(DEFAULT_SHM_KEY);
+		}
+		if (m->key_spec == NULL) {
+			snprintf(err, errlen, "%s:%d: [shm %s]: key is required",
+			    c->path, m->line, m->name);
+			return -1;
+		}
+		if (m->sem_key_spec == NULL)
+			m->sem_key = m->key;
+		for (j = 0; j < i; j++) {
+			if (c->shms[j].key != m->key)
+				continue;
+			snprintf(err, errlen, "%s:%d: [shm %s] key: same key "
+			    "0x%08x as [shm %s] (line %d)",
+			    c->path ? c->path : "defaults", m->line, m->name,
+			    (unsigned)m->key, c->shms[j].name,
+			    c->shms[j].line);
+			return -1;
+		}
 	}
 	for (i = 0; i < c->nqueues; i++) {
 		size_t j;
@@ -418,6 +569,18 @@ config_set_socket(struct config *c, const char *path)
 	return 0;
 }
 
+const struct shm_conf *
+config_shm(const struct config *c, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < c->nshms; i++) {
+		if (strcmp(c->shms[i].name, name) == 0)
+			return &c->shms[i];
+	}
+	return NULL;
+}
+
 const struct queue_conf *
 config_queue(const struct config *c, const char *name)
 {
@@ -442,9 +605,25 @@ config_free(struct config *c)
 		free(c->queues[i].key_spec);
 	}
 	free(c->queues);
+	for (i = 0; i < c->nshms; i++) {
+		free(c->shms[i].name);
+		free(c->shms[i].key_spec);
+		free(c->shms[i].sem_key_spec);
+	}
+	free(c->shms);
 	free(c->socket_path);
+	free(c->pidfile);
 	free(c->path);
 	free(c);
+}
+
+static void
+print_key(FILE *f, const char *name, const char *spec, key_t key)
+{
+	if (strncmp(spec, "ftok:", 5) == 0)
+		fprintf(f, "%s = %s ; = 0x%08x\n", name, spec, (unsigned)key);
+	else
+		fprintf(f, "%s = 0x%08x\n", name, (unsigned)key);
 }
 
 /* The effective settings, in the config file's own syntax (for -t). */
@@ -463,19 +642,35 @@ config_print(const struct config *c, FILE *f)
 	fprintf(f, "max_line_bytes = %zu\n", c->max_line_bytes);
 	fprintf(f, "max_conns = %d\n", c->max_conns);
 	fprintf(f, "max_wait_ms = %d\n", c->max_wait_ms);
+	fprintf(f, "log = %s\n", c->log_syslog ? "syslog" : "stderr");
+	fprintf(f, "log_level = %s\n", c->log_level == LOG_LVL_WARN ?
+	    "warning" : c->log_level == LOG_LVL_DEBUG ? "debug" : "info");
+	if (c->pidfile != NULL)
+		fprintf(f, "pidfile = %s\n", c->pidfile);
 	for (i = 0; i < c->nqueues; i++) {
 		q = &c->queues[i];
 		fprintf(f, "\n[queue %s]\n", q->name);
-		if (strncmp(q->key_spec, "ftok:", 5) == 0)
-			fprintf(f, "key = %s ; = 0x%08x\n", q->key_spec,
-			    (unsigned)q->key);
-		else
-			fprintf(f, "key = 0x%08x\n", (unsigned)q->key);
+		print_key(f, "key", q->key_spec, q->key);
 		fprintf(f, "mode = %04o\n", (unsigned)q->mode);
 		fprintf(f, "create = %s\n", q->create ? "yes" : "no");
 		if (q->max_bytes != 0)
 			fprintf(f, "max_bytes = %lu\n", q->max_bytes);
 		else
 			fprintf(f, "; max_bytes unset: the kernel's msg_qbytes\n");
+		fprintf(f, "payload = %s\n", q->payload == PAYLOAD_JSON ? "json" :
+		    q->payload == PAYLOAD_PHP ? "php" : "raw");
+	}
+	for (i = 0; i < c->nshms; i++) {
+		const struct shm_conf *m = &c->shms[i];
+
+		fprintf(f, "\n[shm %s]\n", m->name);
+		print_key(f, "key", m->key_spec, m->key);
+		fprintf(f, "size = %zu\n", m->size);
+		fprintf(f, "mode = %04o\n", (unsigned)m->mode);
+		fprintf(f, "format = %s\n", m->format == SHM_RAW ? "raw" : "php");
+		print_key(f, "sem_key", m->sem_key_spec ? m->sem_key_spec :
+		    m->key_spec, m->sem_key);
+		fprintf(f, "lock_timeout_ms = %d\n", m->lock_timeout_ms);
+		fprintf(f, "create = %s\n", m->create ? "yes" : "no");
 	}
 }

@@ -39,6 +39,9 @@
 enum log_level { LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 void	 log_init(int level);
 void	 log_setlevel(int level);
+void	 log_syslog(int on);
+void	 log_mirror(int fd);
+const char *log_escape(const char *, size_t n, size_t max);
 void	 log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	 log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	 log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
@@ -54,7 +57,25 @@ struct queue_conf {
 	int		 mode;
 	int		 create;
 	unsigned long	 max_bytes;	/* 0 = leave the kernel's msg_qbytes */
+	int		 payload;	/* enum payload */
 	int		 line;		/* where its section starts, for errors */
+};
+
+enum payload { PAYLOAD_RAW, PAYLOAD_JSON, PAYLOAD_PHP };
+enum shm_format { SHM_PHP, SHM_RAW };
+
+struct shm_conf {
+	char		*name;
+	char		*key_spec;
+	key_t		 key;
+	size_t		 size;
+	int		 mode;
+	int		 format;	/* enum shm_format */
+	char		*sem_key_spec;	/* NULL: the segment's own key */
+	key_t		 sem_key;
+	int		 lock_timeout_ms;
+	int		 create;
+	int		 line;
 };
 
 struct config {
@@ -65,8 +86,13 @@ struct config {
 	size_t		 max_line_bytes;
 	int		 max_conns;
 	int		 max_wait_ms;
+	int		 log_syslog;
+	int		 log_level;	/* enum log_level */
+	char		*pidfile;
 	struct queue_conf *queues;
 	size_t		 nqueues;
+	struct shm_conf	*shms;
+	size_t		 nshms;
 };
 
 struct config	*config_load(const char *path, char *err, size_t errlen);
@@ -74,6 +100,7 @@ struct config	*config_defaults(void);
 void		 config_free(struct config *);
 void		 config_print(const struct config *, FILE *);
 const struct queue_conf *config_queue(const struct config *, const char *);
+const struct shm_conf *config_shm(const struct config *, const char *);
 int		 config_set_socket(struct config *, const char *);
 
 /* b64.c: strict RFC 4648 base64 (padding required, canonical) */
@@ -81,6 +108,18 @@ size_t	 b64_encoded_len(size_t n);
 void	 b64_encode(const void *src, size_t n, char *dst);
 size_t	 b64_decoded_max(size_t n);
 ssize_t	 b64_decode(const char *src, size_t n, void *dst);
+
+/* phpser.c: PHP serialize() text <-> JSON values */
+/* Encode v as PHP serialize() text into a malloc'd buffer; NULL with err
+ * set when v has no PHP equivalent. */
+char	*phpser_encode(json_t *v, size_t *len, char *err, size_t errlen);
+/* Decode serialize() text into a new JSON value; NULL with err set when
+ * the text is malformed or holds what JSON cannot carry (objects,
+ * references, INF/NAN, strings that are not UTF-8). *code tells which:
+ * PHPSER_MALFORMED or PHPSER_UNSUPPORTED. */
+enum { PHPSER_MALFORMED = 1, PHPSER_UNSUPPORTED = 2 };
+json_t	*phpser_decode(const char *buf, size_t len, int *code, char *err,
+	    size_t errlen);
 
 /* queue.c: the configured queues, opened */
 struct waiter;
@@ -118,6 +157,26 @@ int		 queue_recv(struct queue *, const struct ipcb_selector *,
 const char	*key_hex(key_t);
 const char	*mode_octal(int);
 
+/* segment.c: the configured shared-memory segments and their locks */
+struct segment {
+	struct shm_conf	 conf;
+	struct ipcb_shm	 shm;
+	struct ipcb_sem	 sem;
+	int		 corrupt;	/* failed validation: never written */
+	struct waiterq	 lockers;	/* requests waiting for the lock */
+	int		 nlockers;
+	TAILQ_ENTRY(segment) entry;
+};
+TAILQ_HEAD(segmentq, segment);
+extern struct segmentq segments;
+
+int		 segments_open(const struct config *, char *, size_t);
+int		 segments_reload(const struct config *);
+void		 segments_close(void);
+struct segment	*segment_find(const char *name);
+int		 segment_trylock(struct segment *, int *code, char *, size_t);
+void		 segment_unlock(struct segment *);
+
 /* stats.c: counters reported by the stats op */
 enum err_code {
 	ERR__OK = -1,
@@ -125,7 +184,9 @@ enum err_code {
 	ERR_INVALID_PARAMS, ERR_BUSY, ERR_NOT_FOUND, ERR_QUEUE_FULL,
 	ERR_MSG_TOO_BIG, ERR_QUEUE_REMOVED, ERR_NOT_UTF8, ERR_TOO_MANY_WAITS,
 	ERR_CANCELLED, ERR_SHUTTING_DOWN, ERR_PERMISSION_DENIED, ERR_IPC,
-	ERR_INTERNAL, ERR_UNSUPPORTED_PROTOCOL, ERR__COUNT
+	ERR_INTERNAL, ERR_UNSUPPORTED_PROTOCOL, ERR_LOCK_TIMEOUT, ERR_NO_SPACE,
+	ERR_OUT_OF_RANGE, ERR_CORRUPT, ERR_UNSUPPORTED_VALUE, ERR_SEM_REMOVED,
+	ERR_SHM_REMOVED, ERR__COUNT
 };
 struct stats {
 	uint64_t	 started_ms;
@@ -168,6 +229,10 @@ void		 conns_shutdown(void);
 int		 conns_drained(void);
 void		 conns_close_all(const char *reason);
 
+/* notify.c: systemd readiness and status */
+void		 notify(const char *, ...)
+		    __attribute__((format(printf, 1, 2)));
+
 /* listen.c: the Unix socket */
 int		 listen_open(struct event_base *, const struct config *);
 void		 listen_close(void);
@@ -177,6 +242,7 @@ extern struct event_base *base;
 extern const struct config *cfg;
 
 /* proto.c: decode a request line, dispatch, encode the reply */
+enum encoding { ENC_AUTO, ENC_TEXT, ENC_BASE64, ENC_JSON, ENC_PHP };
 struct request {
 	struct conn	*conn;
 	json_t		*id;	/* borrowed; NULL when the client sent none */
@@ -193,6 +259,9 @@ int	 bad_param(struct request *, const char *param, const char *fmt, ...)
 json_t	*proto_op_names(void);
 void	 send_event(struct conn *, const char *name, json_t *data);
 size_t	 utf8_prefix(const char *, size_t max);
+int	 param_encoding(struct request *, int structured, enum encoding *);
+int	 param_bytes(struct request *, size_t head, size_t tail, size_t max,
+	    char **buf, size_t *len);
 
 /* op_queue.c and op_server.c: handlers */
 enum op_status	 op_hello(struct request *);
@@ -203,12 +272,21 @@ enum op_status	 op_queue_recv(struct request *);
 enum op_status	 op_queue_consume(struct request *);
 enum op_status	 op_queue_stat(struct request *);
 enum op_status	 op_queue_list(struct request *);
+enum op_status	 op_shm_put(struct request *);
+enum op_status	 op_shm_get(struct request *);
+enum op_status	 op_shm_has(struct request *);
+enum op_status	 op_shm_del(struct request *);
+enum op_status	 op_shm_vars(struct request *);
+enum op_status	 op_shm_stat(struct request *);
+enum op_status	 op_shm_list(struct request *);
 json_t		*queue_stat_json(struct queue *, int *code, char *, size_t);
 json_t		*send_result(struct queue *, long type, size_t len);
 
 /* waiter.c: parked receivers, consumers, pending sends and the poll timer */
-enum waiter_kind { W_RECV, W_CONSUME, W_SEND };
-enum encoding { ENC_AUTO, ENC_TEXT, ENC_BASE64 };
+enum waiter_kind { W_RECV, W_CONSUME, W_SEND, W_LOCK };
+struct waiter;
+typedef void	 (*locked_fn)(struct conn *, json_t *id, json_t *req,
+		    struct segment *, void *arg);
 struct waiter {
 	enum waiter_kind kind;
 	struct conn	*conn;		/* NULL for a put-back */
@@ -221,6 +299,10 @@ struct waiter {
 	long		 consumer;
 	struct ipcb_msg	*msg;		/* W_SEND: the message to send */
 	size_t		 len;
+	struct segment	*seg;		/* W_LOCK: the segment, */
+	json_t		*req;		/* the request (owned), */
+	locked_fn	 run;		/* what to do under the lock, */
+	void		*arg;		/* with what (owned, free()d) */
 	TAILQ_ENTRY(waiter) qentry;
 	TAILQ_ENTRY(waiter) centry;
 };
@@ -242,5 +324,8 @@ int		 waiter_count(void);
 void		 waiter_exit(void);
 int		 payload_put(json_t *, const char *, size_t, enum encoding);
 void		 serve_senders(struct queue *, uint64_t);
+enum op_status	 waiter_lock(struct conn *, json_t *id, json_t *req,
+		    struct segment *, locked_fn, void *arg, int timeout_ms);
+void		 waiter_fail_segment(struct segment *, int code, const char *);
 
 #endif

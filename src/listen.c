@@ -84,6 +84,31 @@ bind_socket(int fd, const struct sockaddr_un *sun, int mode)
 	return chmod(sun->sun_path, (mode_t)mode);
 }
 
+/*
+ * Socket activation: systemd passes the listening socket as fd 3 with
+ * LISTEN_PID=our pid and LISTEN_FDS=1. Returns the fd, or -1 if none.
+ */
+static int
+inherited_socket(void)
+{
+	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	int fd = 3;
+
+	if (pid == NULL || fds == NULL || atol(pid) != (long)getpid() ||
+	    atoi(fds) < 1)
+		return -1;
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	if (atoi(fds) > 1)
+		log_warnx("socket activation passed %s sockets; serving the "
+		    "first only", fds);
+	if (evutil_make_socket_nonblocking(fd) < 0 ||
+	    evutil_make_socket_closeonexec(fd) < 0)
+		return -1;
+	return fd;
+}
+
 int
 listen_open(struct event_base *b, const struct config *c)
 {
@@ -91,6 +116,12 @@ listen_open(struct event_base *b, const struct config *c)
 	struct stat st;
 	int fd, rc;
 
+	if ((fd = inherited_socket()) >= 0) {
+		log_info("socket activation: serving the inherited socket "
+		    "(fd %d)", fd);
+		sock_path = NULL;	/* systemd owns the file */
+		goto serve;
+	}
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	if (strlen(c->socket_path) >= sizeof(sun.sun_path)) {
@@ -123,16 +154,20 @@ listen_open(struct event_base *b, const struct config *c)
 		log_warn("socket %s: bind", sun.sun_path);
 		goto fail;
 	}
+	sock_path = strdup(sun.sun_path);
+serve:
 	listener = evconnlistener_new(b, accept_cb, NULL,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 128, fd);
 	if (listener == NULL) {
-		log_warn("socket %s: listen", sun.sun_path);
-		unlink(sun.sun_path);
+		log_warn("socket %s: listen", c->socket_path);
+		if (sock_path != NULL)
+			unlink(sock_path);
+		free(sock_path);
+		sock_path = NULL;
 		goto fail;
 	}
 	evconnlistener_set_error_cb(listener, error_cb);
 	resume_ev = evtimer_new(b, resume_cb, NULL);
-	sock_path = strdup(sun.sun_path);
 	return 0;
 fail:
 	close(fd);

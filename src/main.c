@@ -1,6 +1,7 @@
 /*
  * main.c - options, configuration, start-up, signals and the loop.
  */
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -25,6 +26,7 @@ static const char *config_path = DEFAULT_CONFIG;
 static int config_given;
 static const char *socket_override;
 static const char *pidfile;
+static int verbose;
 static struct event *drain_ev;
 
 static void
@@ -83,9 +85,11 @@ reload(void)
 
 	log_info("SIGHUP: reloading %s", config->path ? config->path :
 	    "built-in defaults");
+	notify("RELOADING=1\nSTATUS=reloading the configuration");
 	if ((c = load_config(err, sizeof(err))) == NULL) {
 		log_warnx("reload failed, keeping the running config: %s",
 		    err);
+		notify("READY=1\nSTATUS=reload failed: %s", err);
 		return;
 	}
 	if (strcmp(c->socket_path, config->socket_path) != 0 ||
@@ -95,14 +99,20 @@ reload(void)
 	free(c->socket_path);
 	c->socket_path = strdup(config->socket_path);
 	c->socket_mode = config->socket_mode;
-	if (queues_reload(c) < 0) {
+	if (queues_reload(c) < 0 || segments_reload(c) < 0) {
 		config_free(c);
+		notify("READY=1\nSTATUS=reload failed; running the old "
+		    "configuration");
 		return;
 	}
 	config_free(config);
 	config = c;
 	cfg = c;
-	log_info("reload done: %zu queue(s)", c->nqueues);
+	log_setlevel(verbose ? LOG_LVL_DEBUG : c->log_level);
+	notify("READY=1\nSTATUS=serving %zu queue(s), %zu segment(s)",
+	    c->nqueues, c->nshms);
+	log_info("reload done: %zu queue(s), %zu segment(s)", c->nqueues,
+	    c->nshms);
 }
 
 static void
@@ -126,6 +136,7 @@ shutdown_begin(const char *why)
 	if (drain_ev != NULL)
 		return;
 	log_info("%s: shutting down", why);
+	notify("STOPPING=1\nSTATUS=shutting down");
 	listen_close();
 	waiter_shutdown();
 	conns_shutdown();
@@ -144,17 +155,133 @@ signal_cb(evutil_socket_t sig, short ev, void *arg)
 		shutdown_begin(sig == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
-static void
+/*
+ * The pid file: written to a temporary name, locked, then renamed into
+ * place, so a reader never sees it half-written and the lock sits on the
+ * file at the path. A pid file still locked by a running ipcbridge is not
+ * replaced. The descriptor is kept open: it holds the lock until we exit.
+ */
+static int
 write_pidfile(const char *path)
 {
-	FILE *f;
+	char tmp[4096], buf[32];
+	int fd, old, n;
 
-	if ((f = fopen(path, "w")) == NULL) {
-		listen_close();
-		fatalx("pidfile %s: %s", path, strerror(errno));
+	snprintf(tmp, sizeof(tmp), "%s.%ld", path, (long)getpid());
+	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		log_warn("pidfile %s", tmp);
+		goto fail;
 	}
-	fprintf(f, "%ld\n", (long)getpid());
-	fclose(f);
+	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (write(fd, buf, (size_t)n) != n) {
+		log_warn("pidfile %s", tmp);
+		goto fail;
+	}
+	if ((old = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+		if (flock(old, LOCK_EX | LOCK_NB) < 0) {
+			n = (int)read(old, buf, sizeof(buf) - 1);
+			buf[n > 0 ? n - (buf[n - 1] == '\n') : 0] = '\0';
+			log_warnx("pidfile %s is locked by a running ipcbridge "
+			    "(pid %s)", path, buf);
+			close(old);
+			goto fail;
+		}
+		close(old);
+	}
+	if (rename(tmp, path) < 0) {
+		log_warn("pidfile %s", path);
+		goto fail;
+	}
+	return fd;
+fail:
+	unlink(tmp);
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+static int ready_fd = -1;
+
+/*
+ * -d: fork and detach. The parent stays until the child serves or fails,
+ * copying the child's start-up warnings and errors to the terminal, so
+ * the exit status and the messages still tell what happened.
+ */
+static void
+daemonize_start(void)
+{
+	char buf[1024];
+	ssize_t n;
+	pid_t pid;
+	int p[2], ok = 0, fd;
+
+	if (pipe2(p, O_CLOEXEC) < 0 || (pid = fork()) < 0)
+		fatalx("daemonize: %s", strerror(errno));
+	if (pid > 0) {
+		close(p[1]);
+		while ((n = read(p[0], buf, sizeof(buf))) > 0) {
+			if (buf[n - 1] == '\0') {
+				ok = 1;
+				n--;
+			}
+			if (fwrite(buf, 1, (size_t)n, stderr) != (size_t)n)
+				break;
+		}
+		_exit(ok ? 0 : 1);
+	}
+	close(p[0]);
+	ready_fd = p[1];
+	log_mirror(ready_fd);
+	if (setsid() < 0 || chdir("/") < 0)
+		fatalx("daemonize: %s", strerror(errno));
+	if ((fd = open("/dev/null", O_RDWR)) >= 0) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+}
+
+/* Serving: let the waiting parent exit 0. */
+static void
+daemonize_done(void)
+{
+	log_mirror(-1);
+	if (write(ready_fd, "", 1) != 1)
+		log_warn("daemonize: telling the parent");
+	close(ready_fd);
+	ready_fd = -1;
+}
+
+/* One line that says what this daemon serves, with keys and ids. */
+static void
+log_started(void)
+{
+	char line[4096];
+	struct segment *s;
+	struct queue *q;
+	size_t o;
+
+	o = (size_t)snprintf(line, sizeof(line), "ipcbridge %s ready on %s;",
+	    PACKAGE_VERSION, config->socket_path);
+	TAILQ_FOREACH(q, &queues, entry) {
+		if (o < sizeof(line))
+			o += (size_t)snprintf(line + o, sizeof(line) - o,
+			    " queue %s key 0x%08x msqid %d;", q->conf.name,
+			    (unsigned)q->conf.key, q->msqid);
+	}
+	TAILQ_FOREACH(s, &segments, entry) {
+		if (o < sizeof(line))
+			o += (size_t)snprintf(line + o, sizeof(line) - o,
+			    " shm %s key 0x%08x shmid %d sem 0x%08x semid %d;",
+			    s->conf.name, (unsigned)s->conf.key, s->shm.shmid,
+			    (unsigned)s->conf.sem_key, s->sem.semid);
+	}
+	if (o > 0 && o < sizeof(line) && line[o - 1] == ';')
+		line[o - 1] = '\0';
+	log_info("%s", line);
 }
 
 /* -d changes to /, and SIGHUP reloads later: keep paths absolute. */
@@ -185,7 +312,7 @@ main(int argc, char *argv[])
 {
 	struct event *sigs[4];
 	const int signums[4] = { SIGINT, SIGTERM, SIGHUP, 0 };
-	int ch, test = 0, daemonize = 0, verbose = 0, i, lost;
+	int ch, test = 0, daemonize = 0, i, lost, pidfd = -1;
 	char err[1024];
 
 	while ((ch = getopt(argc, argv, "c:dhp:S:tVv")) != -1) {
@@ -239,28 +366,41 @@ main(int argc, char *argv[])
 		config_free(config);
 		return 0;
 	}
+	log_setlevel(verbose ? LOG_LVL_DEBUG : config->log_level);
 	if (config->path == NULL)
 		log_info("no %s: running on built-in defaults", config_path);
+	if (pidfile == NULL)
+		pidfile = config->pidfile;
 
+	if (daemonize || config->log_syslog)
+		log_syslog(1);
+	/* before any IPC object is opened: semaphore registrations and
+	 * their SEM_UNDO belong to the process that serves */
+	if (daemonize)
+		daemonize_start();
 	signal(SIGPIPE, SIG_IGN);
 	event_set_log_callback(libevent_log);
 	if ((base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
-	if (queues_open(config, err, sizeof(err)) < 0)
+	if (queues_open(config, err, sizeof(err)) < 0 ||
+	    segments_open(config, err, sizeof(err)) < 0)
 		fatalx("%s", err);
 	if (listen_open(base, config) < 0)
 		return 1;
-	if (daemonize && daemon(0, 0) < 0)
-		fatalx("daemon: %s", strerror(errno));
-	if (pidfile != NULL)
-		write_pidfile(pidfile);
+	if (pidfile != NULL && (pidfd = write_pidfile(pidfile)) < 0) {
+		listen_close();
+		fatalx("cannot write the pid file; not starting");
+	}
 	for (i = 0; signums[i] != 0; i++) {
 		sigs[i] = evsignal_new(base, signums[i], signal_cb, NULL);
 		evsignal_add(sigs[i], NULL);
 	}
 	stats.started_ms = now_ms();
-	log_info("ipcbridge %s ready on %s (%zu queue(s))", PACKAGE_VERSION,
-	    config->socket_path, config->nqueues);
+	log_started();
+	notify("READY=1\nSTATUS=serving %zu queue(s), %zu segment(s) on %s",
+	    config->nqueues, config->nshms, config->socket_path);
+	if (daemonize)
+		daemonize_done();
 
 	event_base_dispatch(base);
 
@@ -279,9 +419,12 @@ main(int argc, char *argv[])
 		event_free(drain_ev);
 	waiter_exit();
 	queues_close();
+	segments_close();
 	event_base_free(base);
-	if (pidfile != NULL)
+	if (pidfd >= 0) {
 		unlink(pidfile);
+		close(pidfd);
+	}
 	config_free(config);
 	log_info("exited cleanly");
 	return 0;

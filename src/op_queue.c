@@ -85,78 +85,80 @@ get_selector(struct request *r, struct ipcb_selector *sel)
 	return 0;
 }
 
+/* A queue's default decoding follows its payload setting. */
 static int
-get_encoding(struct request *r, enum encoding *enc)
+get_encoding(struct request *r, struct queue *q, enum encoding *enc)
 {
-	json_t *v = json_object_get(r->req, "encoding");
-	const char *s = v ? json_string_value(v) : "auto";
+	static const enum encoding dflt[] = {
+		[PAYLOAD_RAW] = ENC_AUTO, [PAYLOAD_JSON] = ENC_JSON,
+		[PAYLOAD_PHP] = ENC_PHP,
+	};
 
-	if (!strcmp(s, "auto"))
-		*enc = ENC_AUTO;
-	else if (!strcmp(s, "text"))
-		*enc = ENC_TEXT;
-	else if (!strcmp(s, "base64"))
-		*enc = ENC_BASE64;
-	else {
-		bad_param(r, "encoding", "encoding must be auto, text or base64");
-		return -1;
-	}
-	return 0;
+	*enc = dflt[q->conf.payload];
+	return param_encoding(r, 1, enc);
 }
 
-/* Build the kernel message from text or data_b64 (exactly one). */
-static struct ipcb_msg *
-get_payload(struct request *r, long type, size_t *len)
+/* A JSON value as this queue's payload: compact JSON or PHP serialize(). */
+static char *
+encode_value(struct request *r, struct queue *q, json_t *v, size_t *len)
 {
-	json_t *text = json_object_get(r->req, "text");
-	json_t *b64 = json_object_get(r->req, "data_b64");
-	struct ipcb_msg *m;
-	size_t n, max = ipcb_msgmax();
-	ssize_t dn;
+	char err[256], *out;
 
-	if ((text == NULL) == (b64 == NULL)) {
-		bad_param(r, text ? "data_b64" : "text",
-		    "give exactly one of text or data_b64");
+	if (q->conf.payload == PAYLOAD_RAW) {
+		bad_param(r, "value", "queue \"%s\" has payload = raw: send "
+		    "text or data_b64 (value needs payload = json or php)",
+		    q->conf.name);
 		return NULL;
 	}
-	n = text ? json_string_length(text) : b64_decoded_max(
-	    json_string_length(b64));
-	if (text != NULL && n > max) {
-		reply_error(r->conn, r->id, ERR_MSG_TOO_BIG,
-		    json_pack("{s:I, s:I}", "bytes", (json_int_t)n,
-		    "max", (json_int_t)max),
-		    "message of %zu bytes is over the kernel's msgmax (%zu)",
-		    n, max);
+	if (q->conf.payload == PAYLOAD_JSON) {
+		out = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		*len = out ? strlen(out) : 0;
+		return out;
+	}
+	if ((out = phpser_encode(v, len, err, sizeof(err))) == NULL)
+		bad_param(r, "value", "%s", err);
+	return out;
+}
+
+/* Build the kernel message from text, data_b64 or value (exactly one). */
+static struct ipcb_msg *
+get_payload(struct request *r, struct queue *q, long type, size_t *len)
+{
+	json_t *value = json_object_get(r->req, "value");
+	size_t max = ipcb_msgmax();
+	struct ipcb_msg *m;
+	char *buf, *enc;
+
+	if (value != NULL && (json_object_get(r->req, "text") ||
+	    json_object_get(r->req, "data_b64"))) {
+		bad_param(r, "value", "give exactly one of text, data_b64 "
+		    "or value");
 		return NULL;
 	}
-	if ((m = malloc(sizeof(*m) + n + 1)) == NULL) {
+	if (value != NULL) {
+		if ((enc = encode_value(r, q, value, len)) == NULL)
+			return NULL;
+		buf = malloc(sizeof(*m) + *len);
+		if (buf != NULL)
+			memcpy(buf + sizeof(*m), enc, *len);
+		free(enc);
+	} else if (param_bytes(r, sizeof(*m), 0, max, &buf, len) < 0)
+		return NULL;
+	if (buf == NULL) {
 		reply_error(r->conn, r->id, ERR_INTERNAL, NULL, "out of memory");
 		return NULL;
 	}
-	m->mtype = type;
-	if (text != NULL) {
-		memcpy(m->mtext, json_string_value(text), n);
-		*len = n;
-		return m;
-	}
-	dn = b64_decode(json_string_value(b64), json_string_length(b64),
-	    m->mtext);
-	if (dn < 0) {
-		free(m);
-		bad_param(r, "data_b64", "data_b64 is not canonical base64 "
-		    "(RFC 4648: A-Z a-z 0-9 + /, = padding, no whitespace)");
-		return NULL;
-	}
-	if ((size_t)dn > max) {
-		free(m);
+	if (*len > max) {
+		free(buf);
 		reply_error(r->conn, r->id, ERR_MSG_TOO_BIG,
-		    json_pack("{s:I, s:I}", "bytes", (json_int_t)dn,
+		    json_pack("{s:I, s:I}", "bytes", (json_int_t)*len,
 		    "max", (json_int_t)max),
-		    "message of %zd bytes is over the kernel's msgmax (%zu)",
-		    dn, max);
+		    "message of %zu bytes is over the kernel's msgmax (%zu)",
+		    *len, max);
 		return NULL;
 	}
-	*len = (size_t)dn;
+	m = (struct ipcb_msg *)(void *)buf;
+	m->mtype = type;
 	return m;
 }
 
@@ -185,7 +187,8 @@ op_queue_send(struct request *r)
 		return bad_param(r, "type", "type is required and must be >= 1");
 	if (get_timeout(r, &timeout) < 0)
 		return OP_DONE;
-	if ((m = get_payload(r, (long)json_integer_value(tv), &len)) == NULL)
+	if ((m = get_payload(r, q, (long)json_integer_value(tv), &len)) ==
+	    NULL)
 		return OP_DONE;
 	if (TAILQ_EMPTY(&q->senders))
 		code = queue_send(q, m, len, err, sizeof(err));
@@ -229,7 +232,7 @@ op_queue_recv(struct request *r)
 	json_int_t timeout;
 
 	if ((q = get_queue(r)) == NULL || get_selector(r, &sel) < 0 ||
-	    get_timeout(r, &timeout) < 0 || get_encoding(r, &enc) < 0)
+	    get_timeout(r, &timeout) < 0 || get_encoding(r, q, &enc) < 0)
 		return OP_DONE;
 	if (timeout > 0 && r->id != NULL &&
 	    *conn_nwaits(r->conn) >= MAX_PARKED_PER_CONN) {
@@ -254,7 +257,7 @@ op_queue_consume(struct request *r)
 	struct waiter *w;
 
 	if ((q = get_queue(r)) == NULL || get_selector(r, &sel) < 0 ||
-	    get_encoding(r, &enc) < 0)
+	    get_encoding(r, q, &enc) < 0)
 		return OP_DONE;
 	if (*conn_nwaits(r->conn) >= MAX_PARKED_PER_CONN) {
 		reply_error(r->conn, r->id, ERR_TOO_MANY_WAITS, NULL,

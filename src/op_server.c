@@ -9,7 +9,8 @@ enum op_status
 op_hello(struct request *r)
 {
 	json_t *proto = json_object_get(r->req, "proto");
-	json_t *names;
+	json_t *names, *segs;
+	struct segment *s;
 	struct queue *q;
 	pid_t pid;
 	uid_t uid;
@@ -25,15 +26,19 @@ op_hello(struct request *r)
 	names = json_array();
 	TAILQ_FOREACH(q, &queues, entry)
 		json_array_append_new(names, json_string(q->conf.name));
+	segs = json_array();
+	TAILQ_FOREACH(s, &segments, entry)
+		json_array_append_new(segs, json_string(s->conf.name));
 	conn_peer(r->conn, &pid, &uid, &gid);
 	reply_result(r->conn, r->id, json_pack(
-	    "{s:s, s:s, s:i, s:o, s:o, s:{s:I, s:i, s:i, s:i, s:I}, s:i, "
+	    "{s:s, s:s, s:i, s:o, s:o, s:o, s:{s:I, s:i, s:i, s:i, s:I}, s:i, "
 	    "s:{s:i, s:i, s:i}}",
 	    "server", "ipcbridge",
 	    "version", PACKAGE_VERSION,
 	    "protocol", PROTOCOL_VERSION,
 	    "ops", proto_op_names(),
 	    "queues", names,
+	    "segments", segs,
 	    "limits",
 	    "max_line_bytes", (json_int_t)cfg->max_line_bytes,
 	    "max_conns", cfg->max_conns,

@@ -33,7 +33,7 @@ static const struct op ops[] = {
 	{ "stats", op_stats, { { NULL, 0 } } },
 	{ "cancel", op_cancel, { { "target", P_ANY }, { "consumer", P_INT } } },
 	{ "queue.send", op_queue_send, { { "queue", P_STR }, { "type", P_INT },
-	    { "text", P_STR }, { "data_b64", P_STR },
+	    { "text", P_STR }, { "data_b64", P_STR }, { "value", P_ANY },
 	    { "timeout_ms", P_INT } } },
 	{ "queue.recv", op_queue_recv, { { "queue", P_STR }, SELECTOR_PARAMS,
 	    { "timeout_ms", P_INT }, { "encoding", P_STR } } },
@@ -41,6 +41,20 @@ static const struct op ops[] = {
 	    SELECTOR_PARAMS, { "encoding", P_STR } } },
 	{ "queue.stat", op_queue_stat, { { "queue", P_STR } } },
 	{ "queue.list", op_queue_list, { { NULL, 0 } } },
+	{ "shm.put", op_shm_put, { { "name", P_STR }, { "var", P_INT },
+	    { "offset", P_INT }, { "text", P_STR }, { "data_b64", P_STR },
+	    { "value", P_ANY }, { "lock_timeout_ms", P_INT } } },
+	{ "shm.get", op_shm_get, { { "name", P_STR }, { "var", P_INT },
+	    { "offset", P_INT }, { "length", P_INT }, { "encoding", P_STR },
+	    { "lock_timeout_ms", P_INT } } },
+	{ "shm.has", op_shm_has, { { "name", P_STR }, { "var", P_INT },
+	    { "lock_timeout_ms", P_INT } } },
+	{ "shm.del", op_shm_del, { { "name", P_STR }, { "var", P_INT },
+	    { "lock_timeout_ms", P_INT } } },
+	{ "shm.vars", op_shm_vars, { { "name", P_STR },
+	    { "lock_timeout_ms", P_INT } } },
+	{ "shm.stat", op_shm_stat, { { "name", P_STR } } },
+	{ "shm.list", op_shm_list, { { NULL, 0 } } },
 };
 
 static const char *ptype_names[] = {
@@ -138,6 +152,90 @@ utf8_prefix(const char *s, size_t max)
 	while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
 		n--;
 	return n;
+}
+
+/*
+ * encoding: auto, text, base64 (and json, php where structured payloads
+ * are allowed). *enc holds the default on entry.
+ */
+int
+param_encoding(struct request *r, int structured, enum encoding *enc)
+{
+	json_t *v = json_object_get(r->req, "encoding");
+	const char *s;
+
+	if (v == NULL)
+		return 0;
+	s = json_string_value(v);
+	if (!strcmp(s, "auto"))
+		*enc = ENC_AUTO;
+	else if (!strcmp(s, "text"))
+		*enc = ENC_TEXT;
+	else if (!strcmp(s, "base64"))
+		*enc = ENC_BASE64;
+	else if (structured && !strcmp(s, "json"))
+		*enc = ENC_JSON;
+	else if (structured && !strcmp(s, "php"))
+		*enc = ENC_PHP;
+	else {
+		bad_param(r, "encoding", structured ? "encoding must be auto, "
+		    "text, base64, json or php" :
+		    "encoding must be auto, text or base64");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The bytes of text or data_b64 (exactly one) in a new buffer, with head
+ * bytes of room before them and tail after, for the caller's framing.
+ * Larger than max is msg_too_big (checked before decoding when it can be).
+ */
+int
+param_bytes(struct request *r, size_t head, size_t tail, size_t max,
+    char **buf, size_t *len)
+{
+	json_t *text = json_object_get(r->req, "text");
+	json_t *b64 = json_object_get(r->req, "data_b64");
+	size_t n;
+	ssize_t dn;
+
+	*buf = NULL;
+	if ((text == NULL) == (b64 == NULL)) {
+		bad_param(r, text ? "data_b64" : "text",
+		    "give exactly one of text or data_b64%s",
+		    json_object_get(r->req, "value") ? " or value" : "");
+		return -1;
+	}
+	n = text ? json_string_length(text) :
+	    b64_decoded_max(json_string_length(b64));
+	if (text != NULL && n > max) {
+		reply_error(r->conn, r->id, ERR_MSG_TOO_BIG,
+		    json_pack("{s:I, s:I}", "bytes", (json_int_t)n,
+		    "max", (json_int_t)max),
+		    "%zu bytes is over the limit of %zu", n, max);
+		return -1;
+	}
+	if ((*buf = malloc(head + n + tail + 1)) == NULL) {
+		reply_error(r->conn, r->id, ERR_INTERNAL, NULL, "out of memory");
+		return -1;
+	}
+	if (text != NULL) {
+		memcpy(*buf + head, json_string_value(text), n);
+		*len = n;
+		return 0;
+	}
+	dn = b64_decode(json_string_value(b64), json_string_length(b64),
+	    *buf + head);
+	if (dn < 0) {
+		free(*buf);
+		*buf = NULL;
+		bad_param(r, "data_b64", "data_b64 is not canonical base64 "
+		    "(RFC 4648: A-Z a-z 0-9 + /, = padding, no whitespace)");
+		return -1;
+	}
+	*len = (size_t)dn;
+	return 0;
 }
 
 static int

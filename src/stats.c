@@ -26,6 +26,13 @@ static const char *err_names[ERR__COUNT] = {
 	[ERR_IPC] = "ipc_error",
 	[ERR_INTERNAL] = "internal_error",
 	[ERR_UNSUPPORTED_PROTOCOL] = "unsupported_protocol",
+	[ERR_LOCK_TIMEOUT] = "lock_timeout",
+	[ERR_NO_SPACE] = "no_space",
+	[ERR_OUT_OF_RANGE] = "out_of_range",
+	[ERR_CORRUPT] = "corrupt",
+	[ERR_UNSUPPORTED_VALUE] = "unsupported_value",
+	[ERR_SEM_REMOVED] = "sem_removed",
+	[ERR_SHM_REMOVED] = "shm_removed",
 };
 
 const char *

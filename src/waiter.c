@@ -57,6 +57,8 @@ static void
 waiter_free(struct waiter *w)
 {
 	json_decref(w->id);
+	json_decref(w->req);
+	free(w->arg);
 	free(w->msg);
 	free(w);
 }
@@ -67,11 +69,16 @@ waiter_park(struct waiter *w)
 {
 	struct queue *q = w->queue;
 
-	if (w->kind == W_SEND)
+	if (w->kind == W_LOCK) {
+		TAILQ_INSERT_TAIL(&w->seg->lockers, w, qentry);
+		w->seg->nlockers++;
+	} else if (w->kind == W_SEND)
 		TAILQ_INSERT_TAIL(&q->senders, w, qentry);
 	else
 		TAILQ_INSERT_TAIL(&q->receivers, w, qentry);
-	if (w->kind == W_CONSUME)
+	if (w->kind == W_LOCK)
+		;
+	else if (w->kind == W_CONSUME)
 		q->nconsumers++;
 	else if (w->conn != NULL)
 		q->nwaiting++;
@@ -95,11 +102,16 @@ unlink_waiter(struct waiter *w)
 {
 	struct queue *q = w->queue;
 
-	if (w->kind == W_SEND)
+	if (w->kind == W_LOCK) {
+		TAILQ_REMOVE(&w->seg->lockers, w, qentry);
+		w->seg->nlockers--;
+	} else if (w->kind == W_SEND)
 		TAILQ_REMOVE(&q->senders, w, qentry);
 	else
 		TAILQ_REMOVE(&q->receivers, w, qentry);
-	if (w->kind == W_CONSUME)
+	if (w->kind == W_LOCK)
+		;
+	else if (w->kind == W_CONSUME)
 		q->nconsumers--;
 	else if (w->conn != NULL)
 		q->nwaiting--;
@@ -157,6 +169,8 @@ waiter_putback(struct queue *q, const struct ipcb_msg *m, size_t len)
 	int code;
 
 	code = queue_send(q, m, len, err, sizeof(err));
+	if (code == ERR_QUEUE_REMOVED && q->msqid >= 0)	/* re-created */
+		code = queue_send(q, m, len, err, sizeof(err));
 	if (code == ERR__OK) {
 		stats.msgs_sent--;	/* not a new message */
 		stats.putbacks++;
@@ -197,14 +211,49 @@ waiter_putback_key(key_t key, const struct ipcb_msg *m, size_t len)
 	waiter_putback(q, m, len);
 }
 
-/* Encode a payload as text or data_b64 into obj; -1 if text was forced
- * and the bytes are not UTF-8. */
+/* data_b64 of the bytes into obj. */
+static void
+put_b64(json_t *obj, const char *data, size_t len)
+{
+	char *b;
+
+	if ((b = malloc(b64_encoded_len(len) + 1)) == NULL)
+		fatalx("out of memory");
+	b64_encode(data, len, b);
+	json_object_set_new(obj, "data_b64",
+	    json_stringn_nocheck(b, b64_encoded_len(len)));
+	free(b);
+}
+
+/*
+ * A payload into obj as text, data_b64 or a decoded value. Bytes that do
+ * not decode as json/php come as data_b64 with decode_error, never
+ * dropped; -1 only when text was forced and the bytes are not UTF-8.
+ */
 int
 payload_put(json_t *obj, const char *data, size_t len, enum encoding enc)
 {
+	json_error_t jerr;
 	json_t *s = NULL;
-	char *b;
+	char err[256];
+	int code;
 
+	if (enc == ENC_JSON || enc == ENC_PHP) {
+		if (enc == ENC_JSON) {
+			s = json_loadb(data, len, JSON_DECODE_ANY, &jerr);
+			if (s == NULL)
+				snprintf(err, sizeof(err), "not JSON: %s at "
+				    "byte %d", jerr.text, jerr.position);
+		} else
+			s = phpser_decode(data, len, &code, err, sizeof(err));
+		if (s != NULL) {
+			json_object_set_new(obj, "value", s);
+			return 0;
+		}
+		put_b64(obj, data, len);
+		json_object_set_new(obj, "decode_error", json_string(err));
+		return 0;
+	}
 	if (enc != ENC_BASE64 && memchr(data, '\0', len) == NULL)
 		s = json_stringn(data, len);
 	if (s != NULL) {
@@ -213,12 +262,7 @@ payload_put(json_t *obj, const char *data, size_t len, enum encoding enc)
 	}
 	if (enc == ENC_TEXT)
 		return -1;
-	if ((b = malloc(b64_encoded_len(len) + 1)) == NULL)
-		fatalx("out of memory");
-	b64_encode(data, len, b);
-	json_object_set_new(obj, "data_b64",
-	    json_stringn_nocheck(b, b64_encoded_len(len)));
-	free(b);
+	put_b64(obj, data, len);
 	return 0;
 }
 
@@ -420,9 +464,9 @@ serve_one(struct queue *q, struct pass *p)
 	size_t len;
 
 	TAILQ_FOREACH(w, &q->receivers, qentry) {
-		if (!conn_alive(w->conn) || known_empty(p, &w->sel))
-			continue;
-		if (w->kind == W_CONSUME && conn_backlogged(w->conn))
+		/* no message for a reply that could not be written yet */
+		if (!conn_alive(w->conn) || conn_backlogged(w->conn) ||
+		    known_empty(p, &w->sel))
 			continue;
 		rc = queue_recv(q, &w->sel, &rbuf, &len, &code, err,
 		    sizeof(err));
@@ -452,10 +496,107 @@ expired_receiver(struct queue *q, uint64_t now)
 	return NULL;
 }
 
+/*
+ * Requests waiting for a segment's lock, oldest first: run each under the
+ * lock (released before the next), until the lock is busy.
+ */
+static void
+serve_lockers(struct segment *s, uint64_t now)
+{
+	struct waiter *w;
+	char err[512];
+	int rc, code = ERR_IPC;
+
+	while ((w = TAILQ_FIRST(&s->lockers)) != NULL) {
+		rc = segment_trylock(s, &code, err, sizeof(err));
+		if (rc == 0)
+			break;
+		if (rc < 0) {
+			waiter_fail_segment(s, code, err);
+			return;
+		}
+		/* unlinked first: replying may close the connection */
+		unlink_waiter(w);
+		if (conn_alive(w->conn))
+			w->run(w->conn, w->id, w->req, s, w->arg);
+		segment_unlock(s);
+		if (conn_alive(w->conn)) {
+			if (w->held)
+				conn_hold_done(w->conn);
+			conn_flush(w->conn);
+		}
+		waiter_free(w);
+	}
+	while ((w = TAILQ_FIRST(&s->lockers)) != NULL &&
+	    w->deadline_ms <= now) {
+		snprintf(err, sizeof(err), "shm \"%s\": semaphore (key "
+		    "0x%08x) still held by another process after the lock "
+		    "timeout", s->conf.name, (unsigned)s->conf.sem_key);
+		finish(w, 1, NULL, ERR_LOCK_TIMEOUT, err);
+	}
+}
+
+/* Run a segment request under its lock now, or wait in line for it. */
+enum op_status
+waiter_lock(struct conn *c, json_t *id, json_t *req, struct segment *s,
+    locked_fn run, void *arg, int timeout_ms)
+{
+	struct waiter *w;
+	char err[512];
+	int rc, code = ERR_IPC;
+
+	if (TAILQ_EMPTY(&s->lockers)) {
+		rc = segment_trylock(s, &code, err, sizeof(err));
+		if (rc < 0) {
+			reply_error(c, id, code, NULL, "%s", err);
+			free(arg);
+			return OP_DONE;
+		}
+		if (rc > 0) {
+			run(c, id, req, s, arg);
+			segment_unlock(s);
+			free(arg);
+			return OP_DONE;
+		}
+		if (timeout_ms == 0) {
+			reply_error(c, id, ERR_LOCK_TIMEOUT, NULL, "shm \"%s\": "
+			    "semaphore (key 0x%08x) held by another process",
+			    s->conf.name, (unsigned)s->conf.sem_key);
+			free(arg);
+			return OP_DONE;
+		}
+	}
+	if (id != NULL && *conn_nwaits(c) >= MAX_PARKED_PER_CONN) {
+		reply_error(c, id, ERR_TOO_MANY_WAITS, NULL,
+		    "at most %d waits per connection", MAX_PARKED_PER_CONN);
+		free(arg);
+		return OP_DONE;
+	}
+	w = waiter_new(W_LOCK, c, NULL, id);
+	w->seg = s;
+	w->req = json_incref(req);
+	w->run = run;
+	w->arg = arg;
+	w->deadline_ms = now_ms() + (uint64_t)timeout_ms;
+	waiter_park(w);
+	return OP_PARKED;
+}
+
+/* A segment failed or left the config: end everyone waiting for it. */
+void
+waiter_fail_segment(struct segment *s, int code, const char *why)
+{
+	struct waiter *w;
+
+	while ((w = TAILQ_FIRST(&s->lockers)) != NULL)
+		finish(w, 1, NULL, code, why);
+}
+
 static void
 poll_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct queue *q;
+	struct segment *s;
 	struct waiter *w;
 	struct pass p;
 	uint64_t now = now_ms();
@@ -464,6 +605,8 @@ poll_cb(evutil_socket_t fd, short ev, void *arg)
 	(void)fd; (void)ev; (void)arg;
 	stats.polls++;
 	queues_retired_serve(serve_senders, now);
+	TAILQ_FOREACH(s, &segments, entry)
+		serve_lockers(s, now);
 	TAILQ_FOREACH(q, &queues, entry) {
 		serve_senders(q, now);
 		p.nempty = 0;
@@ -587,6 +730,7 @@ void
 waiter_shutdown(void)
 {
 	struct queue *q;
+	struct segment *s;
 	struct waiter *w;
 
 	TAILQ_FOREACH(q, &queues, entry) {
@@ -602,6 +746,9 @@ waiter_shutdown(void)
 			finish(w, 1, NULL, ERR_SHUTTING_DOWN,
 			    "the daemon is shutting down");
 	}
+	TAILQ_FOREACH(s, &segments, entry)
+		waiter_fail_segment(s, ERR_SHUTTING_DOWN,
+		    "the daemon is shutting down");
 }
 
 /* Put-backs still waiting for room (counted as lost if we must exit). */

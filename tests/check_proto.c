@@ -328,7 +328,9 @@ START_TEST(test_reply_shape)
 	    h_json("[\"default\"]")));
 	ck_assert(json_equal(json_object_get(res, "ops"),
 	    h_json("[\"hello\",\"stats\",\"cancel\",\"queue.send\","
-	    "\"queue.recv\",\"queue.consume\",\"queue.stat\",\"queue.list\"]")));
+	    "\"queue.recv\",\"queue.consume\",\"queue.stat\",\"queue.list\","
+	    "\"shm.put\",\"shm.get\",\"shm.has\",\"shm.del\",\"shm.vars\","
+	    "\"shm.stat\",\"shm.list\"]")));
 	json_object_foreach(json_object_get(res, "limits"), k, v)
 		ck_assert_msg(json_is_integer(v), "limits.%s", k);
 	ck_assert_int_eq(int_at(json_object_get(res, "limits"),

@@ -90,7 +90,10 @@ class HelloTest(OpsTest):
         self.assertEqual(["ipcbridge", h["version"]], v)
         self.assertEqual(h["ops"], ["hello", "stats", "cancel", "queue.send",
                                     "queue.recv", "queue.consume",
-                                    "queue.stat", "queue.list"])
+                                    "queue.stat", "queue.list", "shm.put",
+                                    "shm.get", "shm.has", "shm.del",
+                                    "shm.vars", "shm.stat", "shm.list"])
+        self.assertEqual(h["segments"], ["default"])
         self.assertEqual(h["queues"], ["default", "small", "private"])
         self.assertEqual(h["limits"], {
             "max_line_bytes": 16 * 1024 * 1024, "max_conns": 256,

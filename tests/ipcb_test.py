@@ -28,6 +28,14 @@ def ipcrm_queue(key):
     subprocess.run(["ipcrm", "-Q", "0x%08x" % key], stderr=subprocess.DEVNULL)
 
 
+def ipcrm_shm(key, sem_key=None):
+    """Remove a segment and its guard semaphore (same key unless given)."""
+    subprocess.run(["ipcrm", "-M", "0x%08x" % key], stderr=subprocess.DEVNULL)
+    subprocess.run(["ipcrm", "-S", "0x%08x" % (key if sem_key is None
+                                                else sem_key)],
+                   stderr=subprocess.DEVNULL)
+
+
 class Client:
     """One connection: send JSON objects or raw bytes, read reply lines."""
 
@@ -89,13 +97,21 @@ class Client:
 class Daemon:
     """The real ipcbridge on a private socket with private queue keys."""
 
-    def __init__(self, queues=None, server=None, extra=""):
+    def __init__(self, queues=None, server=None, extra="", shms=None):
         self.dir = tempfile.mkdtemp(prefix="ipcb-test-")
         self.sock = os.path.join(self.dir, "ipcbridge.sock")
         self.conf = os.path.join(self.dir, "ipcbridge.conf")
         self.queues = queues or {"default": {}}
         for q in self.queues.values():
             q.setdefault("key", private_key())
+        # Without any [shm NAME] section the daemon would create the
+        # machine-wide default segment (0x69706202): always give a private
+        # one, unless the caller's extra text defines segments itself.
+        if shms is None:
+            shms = {} if "[shm " in extra else {"default": {"size": "64K"}}
+        self.shms = shms
+        for m in self.shms.values():
+            m.setdefault("key", private_key())
         self.server = dict(server or {})
         self.extra = extra
         self.proc = None
@@ -105,14 +121,23 @@ class Daemon:
     def key(self, name="default"):
         return self.queues[name]["key"]
 
+    def shm_key(self, name="default"):
+        return self.shms[name]["key"]
+
     def write_config(self):
+        def value(k, v):
+            return ("0x%08x" % v) if k in ("key", "sem_key") and \
+                isinstance(v, int) else v
         lines = ["[server]", "socket = " + self.sock]
         lines += ["%s = %s" % kv for kv in self.server.items()]
         for name, q in self.queues.items():
             lines.append("[queue %s]" % name)
             for k, v in q.items():
-                lines.append("%s = %s" % (k, ("0x%08x" % v) if k == "key"
-                                          and isinstance(v, int) else v))
+                lines.append("%s = %s" % (k, value(k, v)))
+        for name, m in self.shms.items():
+            lines.append("[shm %s]" % name)
+            for k, v in m.items():
+                lines.append("%s = %s" % (k, value(k, v)))
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n" + self.extra)
 
@@ -164,6 +189,12 @@ class Daemon:
         for q in self.queues.values():
             if isinstance(q.get("key"), int):
                 ipcrm_queue(q["key"])
+        for m in self.shms.values():
+            if isinstance(m.get("key"), int):
+                ipcrm_shm(m["key"])
+            if isinstance(m.get("sem_key"), int):
+                subprocess.run(["ipcrm", "-S", "0x%08x" % m["sem_key"]],
+                               stderr=subprocess.DEVNULL)
         subprocess.run(["rm", "-rf", self.dir])
 
 

@@ -11,4 +11,12 @@ struct ipcb_sysv ipcb_sysv = {
 	.msgsnd = msgsnd,
 	.msgrcv = msgrcv,
 	.msgctl = msgctl,
+	.semget = semget,
+	.semop = semop,
+	.semtimedop = semtimedop,
+	.semctl = semctl,
+	.shmget = shmget,
+	.shmat = shmat,
+	.shmdt = shmdt,
+	.shmctl = shmctl,
 };
