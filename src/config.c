@@ -244,6 +244,12 @@ server_key(struct parse *p, const char *name, const char *value)
 			    "\"%s\" is not an absolute path", value);
 		free(c->pidfile);
 		c->pidfile = xstrdup(value);
+	} else if (!strcmp(name, "ack_timeout_ms")) {
+		if (parse_uint(value, 86400000, &v) < 0 || v < 1)
+			return fail(p, "server", name,
+			    "\"%s\" is not a number of milliseconds in "
+			    "1..86400000", value);
+		c->ack_timeout_ms = (int)v;
 	} else if (!strcmp(name, "max_wait_ms")) {
 		if (parse_uint(value, 86400000, &v) < 0 || v < 1)
 			return fail(p, "server", name,
@@ -414,6 +420,7 @@ set_defaults(struct config *c)
 	c->max_conns = 256;
 	c->max_wait_ms = 300000;
 	c->log_level = LOG_LVL_INFO;
+	c->ack_timeout_ms = 60000;
 }
 
 /* /run/ipcbridge.sock, or $XDG_RUNTIME_DIR/ipcbridge.sock if /run is not ours. */
@@ -642,6 +649,7 @@ config_print(const struct config *c, FILE *f)
 	fprintf(f, "max_line_bytes = %zu\n", c->max_line_bytes);
 	fprintf(f, "max_conns = %d\n", c->max_conns);
 	fprintf(f, "max_wait_ms = %d\n", c->max_wait_ms);
+	fprintf(f, "ack_timeout_ms = %d\n", c->ack_timeout_ms);
 	fprintf(f, "log = %s\n", c->log_syslog ? "syslog" : "stderr");
 	fprintf(f, "log_level = %s\n", c->log_level == LOG_LVL_WARN ?
 	    "warning" : c->log_level == LOG_LVL_DEBUG ? "debug" : "info");

@@ -157,6 +157,7 @@ conn_close(struct conn *c, const char *reason)
 	log_debug("conn %llu: closed: %s", (unsigned long long)c->serial,
 	    reason);
 	waiter_cancel_conn(c);
+	ack_conn_closed(c);
 	while ((f = TAILQ_FIRST(&c->inflight)) != NULL) {
 		TAILQ_REMOVE(&c->inflight, f, entry);
 		waiter_putback_key(f->key, &f->msg, f->len);

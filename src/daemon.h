@@ -86,6 +86,7 @@ struct config {
 	size_t		 max_line_bytes;
 	int		 max_conns;
 	int		 max_wait_ms;
+	int		 ack_timeout_ms;
 	int		 log_syslog;
 	int		 log_level;	/* enum log_level */
 	char		*pidfile;
@@ -177,6 +178,15 @@ struct segment	*segment_find(const char *name);
 int		 segment_trylock(struct segment *, int *code, char *, size_t);
 void		 segment_unlock(struct segment *);
 
+/* ack.c: deliveries waiting for queue.ack (at-least-once mode) */
+struct conn;
+uint64_t	 ack_hold(struct conn *, key_t, const struct ipcb_msg *, size_t,
+		    long consumer, int timeout_ms);
+int		 ack_settle(struct conn *, uint64_t tag, int putback);
+void		 ack_conn_closed(struct conn *);
+void		 ack_expire(uint64_t now);
+int		 ack_count(void);
+
 /* stats.c: counters reported by the stats op */
 enum err_code {
 	ERR__OK = -1,
@@ -200,6 +210,8 @@ struct stats {
 	uint64_t	 bytes_out;
 	uint64_t	 polls;
 	uint64_t	 putbacks;
+	uint64_t	 acked;
+	uint64_t	 redelivered;
 	uint64_t	 lost;
 };
 extern struct stats stats;
@@ -272,6 +284,8 @@ enum op_status	 op_queue_recv(struct request *);
 enum op_status	 op_queue_consume(struct request *);
 enum op_status	 op_queue_stat(struct request *);
 enum op_status	 op_queue_list(struct request *);
+enum op_status	 op_queue_ack(struct request *);
+enum op_status	 op_queue_nack(struct request *);
 enum op_status	 op_shm_put(struct request *);
 enum op_status	 op_shm_get(struct request *);
 enum op_status	 op_shm_has(struct request *);
@@ -297,6 +311,10 @@ struct waiter {
 	enum encoding	 encoding;
 	uint64_t	 deadline_ms;	/* 0: none */
 	long		 consumer;
+	int		 ack;		/* at-least-once: deliveries get tags */
+	int		 ack_timeout_ms;
+	int		 prefetch;	/* consumer: most unacked at once */
+	int		 unacked;
 	struct ipcb_msg	*msg;		/* W_SEND: the message to send */
 	size_t		 len;
 	struct segment	*seg;		/* W_LOCK: the segment, */
@@ -309,6 +327,7 @@ struct waiter {
 struct waiter	*waiter_new(enum waiter_kind, struct conn *, struct queue *,
 		    json_t *id);
 void		 waiter_park(struct waiter *);
+void		 waiter_discard(struct waiter *);
 enum op_status	 waiter_start(struct waiter *);
 struct waiter	*waiter_find(struct conn *, json_t *id, long consumer);
 void		 waiter_cancel(struct waiter *);
@@ -327,5 +346,7 @@ void		 serve_senders(struct queue *, uint64_t);
 enum op_status	 waiter_lock(struct conn *, json_t *id, json_t *req,
 		    struct segment *, locked_fn, void *arg, int timeout_ms);
 void		 waiter_fail_segment(struct segment *, int code, const char *);
+void		 waiter_kick(void);
+void		 waiter_consumer_acked(struct conn *, long consumer);
 
 #endif

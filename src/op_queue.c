@@ -222,6 +222,66 @@ op_queue_send(struct request *r)
 	return OP_PARKED;
 }
 
+/* ack, ack_timeout_ms and (consume) prefetch: at-least-once delivery. */
+static int
+get_ack(struct request *r, struct waiter *w)
+{
+	json_t *ack = json_object_get(r->req, "ack");
+	json_t *tmo = json_object_get(r->req, "ack_timeout_ms");
+	json_t *pf = json_object_get(r->req, "prefetch");
+
+	w->ack = json_is_true(ack);
+	if (!w->ack && (tmo != NULL || pf != NULL))
+		return bad_param(r, tmo ? "ack_timeout_ms" : "prefetch",
+		    "%s needs ack: true", tmo ? "ack_timeout_ms" : "prefetch"),
+		    -1;
+	w->ack_timeout_ms = tmo ? (int)json_integer_value(tmo) :
+	    cfg->ack_timeout_ms;
+	if (tmo != NULL && (json_integer_value(tmo) < 1 ||
+	    json_integer_value(tmo) > 86400000))
+		return bad_param(r, "ack_timeout_ms",
+		    "ack_timeout_ms must be 1..86400000"), -1;
+	w->prefetch = pf ? (int)json_integer_value(pf) : 1;
+	if (pf != NULL && (json_integer_value(pf) < 1 ||
+	    json_integer_value(pf) > 65536))
+		return bad_param(r, "prefetch", "prefetch must be 1..65536"),
+		    -1;
+	return 0;
+}
+
+/* Settle a tag this connection received with ack: true. */
+static enum op_status
+settle(struct request *r, int putback)
+{
+	json_t *tag = json_object_get(r->req, "tag");
+	json_int_t t = tag ? json_integer_value(tag) : 0;
+
+	if (tag == NULL || t < 1)
+		return bad_param(r, "tag", "tag (from a delivery made with "
+		    "ack: true) is required and must be >= 1");
+	if (ack_settle(r->conn, (uint64_t)t, putback) < 0) {
+		reply_error(r->conn, r->id, ERR_NOT_FOUND, json_pack("{s:I}",
+		    "tag", t), "no unacked delivery with tag %lld on this "
+		    "connection", (long long)t);
+		return OP_DONE;
+	}
+	reply_result(r->conn, r->id, json_pack("{s:I, s:b}", "tag", t,
+	    putback ? "requeued" : "acked", 1));
+	return OP_DONE;
+}
+
+enum op_status
+op_queue_ack(struct request *r)
+{
+	return settle(r, 0);
+}
+
+enum op_status
+op_queue_nack(struct request *r)
+{
+	return settle(r, 1);
+}
+
 enum op_status
 op_queue_recv(struct request *r)
 {
@@ -243,6 +303,10 @@ op_queue_recv(struct request *r)
 	w = waiter_new(W_RECV, r->conn, q, r->id);
 	w->sel = sel;
 	w->encoding = enc;
+	if (get_ack(r, w) < 0) {
+		waiter_discard(w);
+		return OP_DONE;
+	}
 	if (timeout > 0)
 		w->deadline_ms = now_ms() + (uint64_t)timeout;
 	return waiter_start(w);
@@ -268,6 +332,10 @@ op_queue_consume(struct request *r)
 	w = waiter_new(W_CONSUME, r->conn, q, NULL);
 	w->sel = sel;
 	w->encoding = enc;
+	if (get_ack(r, w) < 0) {
+		waiter_discard(w);
+		return OP_DONE;
+	}
 	reply_result(r->conn, r->id, json_pack("{s:I}", "consumer",
 	    (json_int_t)w->consumer));
 	waiter_park(w);

@@ -22,7 +22,7 @@ struct param {
 struct op {
 	const char	*name;
 	enum op_status	 (*fn)(struct request *);
-	struct param	 params[8];
+	struct param	 params[10];
 };
 
 #define SELECTOR_PARAMS \
@@ -36,11 +36,15 @@ static const struct op ops[] = {
 	    { "text", P_STR }, { "data_b64", P_STR }, { "value", P_ANY },
 	    { "timeout_ms", P_INT } } },
 	{ "queue.recv", op_queue_recv, { { "queue", P_STR }, SELECTOR_PARAMS,
-	    { "timeout_ms", P_INT }, { "encoding", P_STR } } },
+	    { "timeout_ms", P_INT }, { "encoding", P_STR }, { "ack", P_BOOL },
+	    { "ack_timeout_ms", P_INT } } },
 	{ "queue.consume", op_queue_consume, { { "queue", P_STR },
-	    SELECTOR_PARAMS, { "encoding", P_STR } } },
+	    SELECTOR_PARAMS, { "encoding", P_STR }, { "ack", P_BOOL },
+	    { "ack_timeout_ms", P_INT }, { "prefetch", P_INT } } },
 	{ "queue.stat", op_queue_stat, { { "queue", P_STR } } },
 	{ "queue.list", op_queue_list, { { NULL, 0 } } },
+	{ "queue.ack", op_queue_ack, { { "tag", P_INT } } },
+	{ "queue.nack", op_queue_nack, { { "tag", P_INT } } },
 	{ "shm.put", op_shm_put, { { "name", P_STR }, { "var", P_INT },
 	    { "offset", P_INT }, { "text", P_STR }, { "data_b64", P_STR },
 	    { "value", P_ANY }, { "lock_timeout_ms", P_INT } } },

@@ -53,6 +53,15 @@ waiter_new(enum waiter_kind kind, struct conn *c, struct queue *q, json_t *id)
 	return w;
 }
 
+static void waiter_free(struct waiter *);
+
+/* Drop a waiter that was never parked (its request failed validation). */
+void
+waiter_discard(struct waiter *w)
+{
+	waiter_free(w);
+}
+
 static void
 waiter_free(struct waiter *w)
 {
@@ -310,6 +319,13 @@ deliver(struct waiter *w, int parked, const struct ipcb_msg *m, size_t len)
 		    "UTF-8 text (it was put back; use encoding base64 or auto)");
 		return 0;
 	}
+	if (w->ack) {
+		/* the copy in ack.c covers the reply's whole life */
+		json_object_set_new(j, "tag", json_integer((json_int_t)
+		    ack_hold(c, q->conf.key, m, len, w->kind == W_CONSUME ?
+		    w->consumer : 0, w->ack_timeout_ms)));
+		w->unacked++;
+	}
 	if (w->kind == W_CONSUME) {
 		json_object_set_new(j, "consumer",
 		    json_integer((json_int_t)w->consumer));
@@ -317,7 +333,10 @@ deliver(struct waiter *w, int parked, const struct ipcb_msg *m, size_t len)
 		/* round robin among consumers */
 		TAILQ_REMOVE(&q->receivers, w, qentry);
 		TAILQ_INSERT_TAIL(&q->receivers, w, qentry);
-		conn_track_delivery(c, q->conf.key, m, len);
+		if (w->ack)
+			conn_flush(c);
+		else
+			conn_track_delivery(c, q->conf.key, m, len);
 		return 1;
 	}
 	if (parked)
@@ -326,7 +345,8 @@ deliver(struct waiter *w, int parked, const struct ipcb_msg *m, size_t len)
 	    "timed_out", 0));
 	if (w->held && parked)
 		conn_hold_done(c);
-	conn_track_delivery(c, q->conf.key, m, len);
+	if (!w->ack)
+		conn_track_delivery(c, q->conf.key, m, len);
 	if (conn_alive(c))
 		conn_flush(c);
 	waiter_free(w);
@@ -464,9 +484,11 @@ serve_one(struct queue *q, struct pass *p)
 	size_t len;
 
 	TAILQ_FOREACH(w, &q->receivers, qentry) {
-		/* no message for a reply that could not be written yet */
+		/* no message for a reply that could not be written yet,
+		 * nor for a consumer whose prefetch window is full */
 		if (!conn_alive(w->conn) || conn_backlogged(w->conn) ||
-		    known_empty(p, &w->sel))
+		    known_empty(p, &w->sel) ||
+		    (w->ack && w->prefetch > 0 && w->unacked >= w->prefetch))
 			continue;
 		rc = queue_recv(q, &w->sel, &rbuf, &len, &code, err,
 		    sizeof(err));
@@ -616,7 +638,8 @@ poll_cb(evutil_socket_t fd, short ev, void *arg)
 			finish(w, 1, json_pack("{s:n, s:b}", "msg",
 			    "timed_out", 1), 0, NULL);
 	}
-	if (nwaiters == 0)
+	ack_expire(now);
+	if (nwaiters == 0 && ack_count() == 0)
 		return;
 	/* adaptive: fast right after traffic, backing off when idle */
 	if (total > 0)
@@ -625,6 +648,26 @@ poll_cb(evutil_socket_t fd, short ev, void *arg)
 		poll_ms = poll_ms * 2 > cfg->poll_interval_ms ?
 		    cfg->poll_interval_ms : poll_ms * 2;
 	schedule(total >= DRAIN_PER_PASS ? 0 : poll_ms);
+}
+
+/* Something changed that a poll pass may act on: come soon. */
+void
+waiter_kick(void)
+{
+	poll_ms = 1;
+	schedule(1);
+}
+
+/* A consumer's delivery was settled: its prefetch window has room. */
+void
+waiter_consumer_acked(struct conn *c, long consumer)
+{
+	struct waiter *w = waiter_find(c, NULL, consumer);
+
+	if (w != NULL && w->unacked > 0) {
+		w->unacked--;
+		waiter_kick();
+	}
 }
 
 /* Run the poll within ms, unless it is already due sooner. */

@@ -329,7 +329,7 @@ START_TEST(test_reply_shape)
 	ck_assert(json_equal(json_object_get(res, "ops"),
 	    h_json("[\"hello\",\"stats\",\"cancel\",\"queue.send\","
 	    "\"queue.recv\",\"queue.consume\",\"queue.stat\",\"queue.list\","
-	    "\"shm.put\",\"shm.get\",\"shm.has\",\"shm.del\",\"shm.vars\","
+	    "\"queue.ack\",\"queue.nack\",\"shm.put\",\"shm.get\",\"shm.has\",\"shm.del\",\"shm.vars\","
 	    "\"shm.stat\",\"shm.list\"]")));
 	json_object_foreach(json_object_get(res, "limits"), k, v)
 		ck_assert_msg(json_is_integer(v), "limits.%s", k);
@@ -771,7 +771,8 @@ START_TEST(test_stats_counts_errors_by_code)
 	    "\"invalid_request\":1,\"not_found\":1}")));
 	ck_assert_int_eq(int_at(res, "requests"), 11);
 	ck_assert(json_equal(json_object_get(res, "messages"),
-	    h_json("{\"sent\":1,\"received\":1,\"put_back\":0,\"lost\":0}")));
+	    h_json("{\"sent\":1,\"received\":1,\"put_back\":0,\"acked\":0,"
+	    "\"redelivered\":0,\"unacked\":0,\"lost\":0}")));
 	ck_assert(json_equal(json_object_get(res, "connections"),
 	    h_json("{\"current\":1,\"total\":1}")));
 	ck_assert_int_eq(int_at(res, "waiters"), 0);

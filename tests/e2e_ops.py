@@ -90,7 +90,8 @@ class HelloTest(OpsTest):
         self.assertEqual(["ipcbridge", h["version"]], v)
         self.assertEqual(h["ops"], ["hello", "stats", "cancel", "queue.send",
                                     "queue.recv", "queue.consume",
-                                    "queue.stat", "queue.list", "shm.put",
+                                    "queue.stat", "queue.list", "queue.ack",
+                                    "queue.nack", "shm.put",
                                     "shm.get", "shm.has", "shm.del",
                                     "shm.vars", "shm.stat", "shm.list"])
         self.assertEqual(h["segments"], ["default"])
@@ -580,7 +581,9 @@ class StatListTest(OpsTest):
                                        "invalid_params": 2,
                                        "parse_error": 1})
         self.assertEqual(s["messages"], {"sent": 2, "received": 1,
-                                         "put_back": 0, "lost": 0})
+                                         "put_back": 0, "acked": 0,
+                                         "redelivered": 0, "unacked": 0,
+                                         "lost": 0})
         self.assertEqual(s["bytes"], {"in": sent[0], "out": got[0]})
         self.assertEqual(s["waiters"], 0)
         self.assertGreaterEqual(s["uptime_ms"], 0)
