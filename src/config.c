@@ -15,6 +15,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+
 #include <ini.h>
 
 #include "daemon.h"
@@ -195,6 +199,7 @@ server_key(struct parse *p, const char *name, const char *value)
 {
 	struct config *c = p->cfg;
 	unsigned long long v;
+	char kerr[256];
 
 	if (!strcmp(name, "socket")) {
 		if (config_set_socket(c, value) < 0)
@@ -244,6 +249,42 @@ server_key(struct parse *p, const char *name, const char *value)
 			    "\"%s\" is not an absolute path", value);
 		free(c->pidfile);
 		c->pidfile = xstrdup(value);
+	} else if (!strcmp(name, "allow_users") ||
+	    !strcmp(name, "allow_groups")) {
+		int groups = !strcmp(name, "allow_groups");
+
+		if (idlist_parse(groups ? &c->allow_groups : &c->allow_users,
+		    value, groups, kerr, sizeof(kerr)) < 0)
+			return fail(p, "server", name, "%s", kerr);
+	} else if (!strcmp(name, "max_conns_per_uid")) {
+		if (parse_uint(value, 100000, &v) < 0)
+			return fail(p, "server", name,
+			    "\"%s\" is not a number (0 = no limit)", value);
+		c->max_conns_per_uid = (int)v;
+	} else if (!strcmp(name, "idle_timeout_ms") ||
+	    !strcmp(name, "partial_line_timeout_ms")) {
+		if (parse_uint(value, 86400000, &v) < 0)
+			return fail(p, "server", name,
+			    "\"%s\" is not a number of milliseconds (0 = "
+			    "none)", value);
+		if (!strcmp(name, "idle_timeout_ms"))
+			c->idle_timeout_ms = (int)v;
+		else
+			c->partial_line_timeout_ms = (int)v;
+	} else if (!strcmp(name, "max_output_bytes")) {
+		if (parse_size(value, 1ULL << 32, &v) < 0 || v < 65536)
+			return fail(p, "server", name,
+			    "\"%s\" is not a size in 64K..4G", value);
+		c->max_output_bytes = (size_t)v;
+	} else if (!strcmp(name, "user") || !strcmp(name, "group")) {
+		char **dst = !strcmp(name, "user") ? &c->user : &c->group;
+
+		if (!strcmp(name, "user") ? getpwnam(value) == NULL :
+		    getgrnam(value) == NULL)
+			return fail(p, "server", name, "no such %s \"%s\"",
+			    name, value);
+		free(*dst);
+		*dst = xstrdup(value);
 	} else if (!strcmp(name, "ack_timeout_ms")) {
 		if (parse_uint(value, 86400000, &v) < 0 || v < 1)
 			return fail(p, "server", name,
@@ -261,6 +302,31 @@ server_key(struct parse *p, const char *name, const char *value)
 	return 1;
 }
 
+/* read_users / write_users / read_groups / write_groups: 1 handled, 0
+ * failed, -1 not one of these. */
+static int
+access_key(struct parse *p, const char *section, struct access *a,
+    const char *name, const char *value)
+{
+	struct idlist *l;
+	char err[256];
+
+	if (!strcmp(name, "read_users"))
+		l = &a->read_users;
+	else if (!strcmp(name, "write_users"))
+		l = &a->write_users;
+	else if (!strcmp(name, "read_groups"))
+		l = &a->read_groups;
+	else if (!strcmp(name, "write_groups"))
+		l = &a->write_groups;
+	else
+		return -1;
+	if (idlist_parse(l, value, strstr(name, "groups") != NULL, err,
+	    sizeof(err)) < 0)
+		return fail(p, section, name, "%s", err);
+	return 1;
+}
+
 static int
 queue_key(struct parse *p, const char *qname, const char *name,
     const char *value)
@@ -268,6 +334,7 @@ queue_key(struct parse *p, const char *qname, const char *name,
 	struct queue_conf *q;
 	char section[128], kerr[256];
 	unsigned long long v;
+	int rc;
 
 	snprintf(section, sizeof(section), "queue %s", qname);
 	if (!valid_name(qname))
@@ -297,6 +364,8 @@ queue_key(struct parse *p, const char *qname, const char *name,
 			return fail(p, section, name,
 			    "\"%s\" is not a size like 16384, 64K or 4M", value);
 		q->max_bytes = (unsigned long)v;
+	} else if ((rc = access_key(p, section, &q->access, name, value)) >= 0) {
+		return rc;
 	} else if (!strcmp(name, "payload")) {
 		if (!strcmp(value, "raw"))
 			q->payload = PAYLOAD_RAW;
@@ -340,6 +409,7 @@ shm_key(struct parse *p, const char *sname, const char *name,
 	struct shm_conf *m;
 	char section[128], kerr[256];
 	unsigned long long v;
+	int rc;
 
 	snprintf(section, sizeof(section), "shm %s", sname);
 	if (!valid_name(sname))
@@ -377,6 +447,8 @@ shm_key(struct parse *p, const char *sname, const char *name,
 		else
 			return fail(p, section, name,
 			    "\"%s\" is not php or raw", value);
+	} else if ((rc = access_key(p, section, &m->access, name, value)) >= 0) {
+		return rc;
 	} else if (!strcmp(name, "lock_timeout_ms")) {
 		if (parse_uint(value, 86400000, &v) < 0)
 			return fail(p, section, name,
@@ -421,6 +493,8 @@ set_defaults(struct config *c)
 	c->max_wait_ms = 300000;
 	c->log_level = LOG_LVL_INFO;
 	c->ack_timeout_ms = 60000;
+	c->partial_line_timeout_ms = 60000;
+	c->max_output_bytes = 64 * 1024 * 1024;
 }
 
 /* /run/ipcbridge.sock, or $XDG_RUNTIME_DIR/ipcbridge.sock if /run is not ours. */
@@ -533,6 +607,7 @@ config_load(const char *path, char *err, size_t errlen)
 {
 	struct parse p;
 	struct config *c;
+	struct stat st;
 	int rc;
 
 	memset(&p, 0, sizeof(p));
@@ -547,6 +622,14 @@ config_load(const char *path, char *err, size_t errlen)
 	p.at_line_start = 1;
 	if ((p.f = fopen(path, "r")) == NULL) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		config_free(c);
+		return NULL;
+	}
+	if (fstat(fileno(p.f), &st) == 0 && (st.st_mode & S_IWOTH)) {
+		snprintf(err, errlen, "%s: world-writable (mode %04o): anyone "
+		    "could change what the daemon serves; refusing it", path,
+		    (unsigned)(st.st_mode & 07777));
+		fclose(p.f);
 		config_free(c);
 		return NULL;
 	}
@@ -610,18 +693,47 @@ config_free(struct config *c)
 	for (i = 0; i < c->nqueues; i++) {
 		free(c->queues[i].name);
 		free(c->queues[i].key_spec);
+		access_free(&c->queues[i].access);
 	}
 	free(c->queues);
 	for (i = 0; i < c->nshms; i++) {
 		free(c->shms[i].name);
 		free(c->shms[i].key_spec);
 		free(c->shms[i].sem_key_spec);
+		access_free(&c->shms[i].access);
 	}
 	free(c->shms);
 	free(c->socket_path);
 	free(c->pidfile);
+	free(c->user);
+	free(c->group);
+	idlist_free(&c->allow_users);
+	idlist_free(&c->allow_groups);
 	free(c->path);
 	free(c);
+}
+
+/* Ids as numbers: what the daemon will compare against SO_PEERCRED. */
+static void
+print_ids(FILE *f, const char *name, const struct idlist *l)
+{
+	size_t i;
+
+	if (l->n == 0)
+		return;
+	fprintf(f, "%s =", name);
+	for (i = 0; i < l->n; i++)
+		fprintf(f, "%s %u", i ? "," : "", l->ids[i]);
+	fprintf(f, "\n");
+}
+
+static void
+print_access(FILE *f, const struct access *a)
+{
+	print_ids(f, "read_users", &a->read_users);
+	print_ids(f, "read_groups", &a->read_groups);
+	print_ids(f, "write_users", &a->write_users);
+	print_ids(f, "write_groups", &a->write_groups);
 }
 
 static void
@@ -650,6 +762,17 @@ config_print(const struct config *c, FILE *f)
 	fprintf(f, "max_conns = %d\n", c->max_conns);
 	fprintf(f, "max_wait_ms = %d\n", c->max_wait_ms);
 	fprintf(f, "ack_timeout_ms = %d\n", c->ack_timeout_ms);
+	fprintf(f, "max_conns_per_uid = %d\n", c->max_conns_per_uid);
+	fprintf(f, "idle_timeout_ms = %d\n", c->idle_timeout_ms);
+	fprintf(f, "partial_line_timeout_ms = %d\n",
+	    c->partial_line_timeout_ms);
+	fprintf(f, "max_output_bytes = %zu\n", c->max_output_bytes);
+	print_ids(f, "allow_users", &c->allow_users);
+	print_ids(f, "allow_groups", &c->allow_groups);
+	if (c->user != NULL)
+		fprintf(f, "user = %s\n", c->user);
+	if (c->group != NULL)
+		fprintf(f, "group = %s\n", c->group);
 	fprintf(f, "log = %s\n", c->log_syslog ? "syslog" : "stderr");
 	fprintf(f, "log_level = %s\n", c->log_level == LOG_LVL_WARN ?
 	    "warning" : c->log_level == LOG_LVL_DEBUG ? "debug" : "info");
@@ -667,6 +790,7 @@ config_print(const struct config *c, FILE *f)
 			fprintf(f, "; max_bytes unset: the kernel's msg_qbytes\n");
 		fprintf(f, "payload = %s\n", q->payload == PAYLOAD_JSON ? "json" :
 		    q->payload == PAYLOAD_PHP ? "php" : "raw");
+		print_access(f, &q->access);
 	}
 	for (i = 0; i < c->nshms; i++) {
 		const struct shm_conf *m = &c->shms[i];
@@ -680,5 +804,6 @@ config_print(const struct config *c, FILE *f)
 		    m->key_spec, m->sem_key);
 		fprintf(f, "lock_timeout_ms = %d\n", m->lock_timeout_ms);
 		fprintf(f, "create = %s\n", m->create ? "yes" : "no");
+		print_access(f, &m->access);
 	}
 }

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -45,6 +46,9 @@ struct conn {
 	int		 discarding;	/* dropping an overlong line */
 	int		 stalled;	/* lines left until output drains */
 	struct event	*resume;	/* go on with a long pipeline */
+	struct event	*tmo;		/* partial-line and idle timeouts */
+	uint64_t	 partial_since;	/* 0: no partial line buffered */
+	uint64_t	 active_ms;	/* last request or reply */
 	char		*out;
 	size_t		 out_off;
 	size_t		 out_len;
@@ -58,9 +62,7 @@ struct conn {
 	struct waiter	*held;
 	struct waiterq	 waiters;
 	int		 nwaits;
-	pid_t		 pid;
-	uid_t		 uid;
-	gid_t		 gid;
+	struct peer	 peer;
 	TAILQ_HEAD(, inflight) inflight;
 	TAILQ_ENTRY(conn) entry;
 };
@@ -74,20 +76,38 @@ static const struct timeval resume_tv = { 0, 1 };
 
 static void	read_cb(evutil_socket_t, short, void *);
 static void	resume_cb(evutil_socket_t, short, void *);
+static void	tmo_cb(evutil_socket_t, short, void *);
+static void	arm_timeout(struct conn *);
 static void	write_cb(evutil_socket_t, short, void *);
 static void	process_input(struct conn *);
 static void	maybe_finish(struct conn *);
 
+/* One error line to a client we will not serve, then close. */
 static void
-busy_reply(int fd)
+refuse(int fd, enum err_code code, const char *msg)
 {
-	static const char line[] = "{\"error\":{\"code\":\"busy\",\"message\":"
-	    "\"too many connections (max_conns reached); try again later\"}}\n";
+	char line[512];
 	ssize_t n;
 
-	n = write(fd, line, sizeof(line) - 1);
+	snprintf(line, sizeof(line), "{\"error\":{\"code\":\"%s\","
+	    "\"message\":\"%s\"}}\n", err_name(code), msg);
+	n = write(fd, line, strlen(line));
 	(void)n;
-	stats.errors[ERR_BUSY]++;
+	stats.errors[code]++;
+	close(fd);
+}
+
+static int
+conns_of_uid(uid_t uid)
+{
+	struct conn *c;
+	int n = 0;
+
+	TAILQ_FOREACH(c, &conns, entry) {
+		if (c->peer.uid == uid)
+			n++;
+	}
+	return n;
 }
 
 void
@@ -95,11 +115,37 @@ conn_accept(int fd)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
+	struct peer peer;
 	struct conn *c;
 
 	if (shutting_down || conns_count >= cfg->max_conns) {
-		busy_reply(fd);
+		refuse(fd, ERR_BUSY, "too many connections (max_conns "
+		    "reached); try again later");
+		return;
+	}
+	memset(&peer, 0, sizeof(peer));
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		log_warn("accept: SO_PEERCRED");
 		close(fd);
+		return;
+	}
+	peer.pid = cred.pid;
+	peer.uid = cred.uid;
+	peer.gid = cred.gid;
+	if (!acl_allows(&cfg->allow_users, &cfg->allow_groups, &peer)) {
+		log_warnx("permission denied: uid %d gid %d pid %d is not in "
+		    "allow_users/allow_groups", (int)peer.uid, (int)peer.gid,
+		    (int)peer.pid);
+		refuse(fd, ERR_PERMISSION_DENIED, "this user may not use "
+		    "ipcbridge (allow_users/allow_groups)");
+		return;
+	}
+	if (cfg->max_conns_per_uid > 0 &&
+	    conns_of_uid(peer.uid) >= cfg->max_conns_per_uid) {
+		log_warnx("uid %d is at max_conns_per_uid (%d)",
+		    (int)peer.uid, cfg->max_conns_per_uid);
+		refuse(fd, ERR_BUSY, "too many connections for this user "
+		    "(max_conns_per_uid); try again later");
 		return;
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
@@ -108,17 +154,16 @@ conn_accept(int fd)
 	}
 	c->fd = fd;
 	c->serial = next_serial++;
+	c->peer = peer;
+	c->active_ms = now_ms();
 	TAILQ_INIT(&c->waiters);
 	TAILQ_INIT(&c->inflight);
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-		c->pid = cred.pid;
-		c->uid = cred.uid;
-		c->gid = cred.gid;
-	}
 	c->rev = event_new(base, fd, EV_READ | EV_PERSIST, read_cb, c);
 	c->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, write_cb, c);
 	c->resume = evtimer_new(base, resume_cb, c);
-	if (c->rev == NULL || c->wev == NULL || c->resume == NULL)
+	c->tmo = evtimer_new(base, tmo_cb, c);
+	if (c->rev == NULL || c->wev == NULL || c->resume == NULL ||
+	    c->tmo == NULL)
 		fatalx("out of memory");
 	event_add(c->rev, NULL);
 	c->reading = 1;
@@ -127,8 +172,8 @@ conn_accept(int fd)
 	stats.conns_current++;
 	stats.conns_total++;
 	log_debug("conn %llu: accepted (pid %d uid %d gid %d)",
-	    (unsigned long long)c->serial, (int)c->pid, (int)c->uid,
-	    (int)c->gid);
+	    (unsigned long long)c->serial, (int)c->peer.pid, (int)c->peer.uid,
+	    (int)c->peer.gid);
 }
 
 static void
@@ -138,6 +183,7 @@ free_cb(evutil_socket_t fd, short ev, void *arg)
 
 	(void)fd; (void)ev;
 	event_free(c->resume);
+	event_free(c->tmo);
 	event_free(c->rev);
 	event_free(c->wev);
 	free(c->in);
@@ -166,6 +212,7 @@ conn_close(struct conn *c, const char *reason)
 	event_del(c->rev);
 	event_del(c->wev);
 	event_del(c->resume);
+	event_del(c->tmo);
 	close(c->fd);
 	c->fd = -1;
 	TAILQ_REMOVE(&conns, c, entry);
@@ -188,12 +235,18 @@ conn_backlogged(const struct conn *c)
 	return c->out_len >= OUT_HIGH_WATER;
 }
 
-void
-conn_peer(const struct conn *c, pid_t *pid, uid_t *uid, gid_t *gid)
+struct peer *
+conn_peer(struct conn *c)
 {
-	*pid = c->pid;
-	*uid = c->uid;
-	*gid = c->gid;
+	return &c->peer;
+}
+
+/* May this client read (or write) a queue or segment? */
+int
+conn_may(struct conn *c, const struct access *a, int write)
+{
+	return write ? acl_allows(&a->write_users, &a->write_groups,
+	    &c->peer) : acl_allows(&a->read_users, &a->read_groups, &c->peer);
 }
 
 struct waiterq *
@@ -257,6 +310,14 @@ conn_write_raw(struct conn *c, const char *buf, size_t n)
 {
 	if (c->closing)
 		return;
+	if (c->out_len + n > cfg->max_output_bytes) {
+		log_warnx("conn %llu (uid %d pid %d): %zu bytes of replies "
+		    "unread, over max_output_bytes (%zu); disconnecting",
+		    (unsigned long long)c->serial, (int)c->peer.uid,
+		    (int)c->peer.pid, c->out_len + n, cfg->max_output_bytes);
+		conn_close(c, "client does not read its replies");
+		return;
+	}
 	if (reserve_out(c, n) < 0) {
 		conn_close(c, "out of memory for output");
 		return;
@@ -438,6 +499,70 @@ read_cb(evutil_socket_t fd, short ev, void *arg)
 	process_input(c);
 	if (!c->closing)
 		conn_flush(c);
+	if (!c->closing)
+		arm_timeout(c);
+}
+
+/*
+ * Partial-line timeout: a line must not take longer than
+ * partial_line_timeout_ms to arrive (slowloris). Idle timeout: a
+ * connection with nothing buffered, waiting or unread is closed after
+ * idle_timeout_ms. One timer per connection serves both.
+ */
+static void
+arm_timeout(struct conn *c)
+{
+	uint64_t now = now_ms(), due = 0, t;
+	struct timeval tv;
+
+	if (c->in_start < c->in_len || c->discarding) {
+		if (c->partial_since == 0)
+			c->partial_since = now;
+	} else
+		c->partial_since = 0;
+	if (c->partial_since != 0 && cfg->partial_line_timeout_ms > 0)
+		due = c->partial_since + (uint64_t)cfg->partial_line_timeout_ms;
+	if (cfg->idle_timeout_ms > 0) {
+		t = c->active_ms + (uint64_t)cfg->idle_timeout_ms;
+		if (due == 0 || t < due)
+			due = t;
+	}
+	if (due == 0) {
+		event_del(c->tmo);
+		return;
+	}
+	t = due > now ? due - now : 0;
+	tv.tv_sec = (time_t)(t / 1000);
+	tv.tv_usec = (suseconds_t)(t % 1000) * 1000;
+	evtimer_add(c->tmo, &tv);
+}
+
+static void
+tmo_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct conn *c = arg;
+	uint64_t now = now_ms();
+
+	(void)fd; (void)ev;
+	if (c->partial_since != 0 && cfg->partial_line_timeout_ms > 0 &&
+	    now - c->partial_since >= (uint64_t)cfg->partial_line_timeout_ms) {
+		log_warnx("conn %llu (uid %d pid %d): a line took over "
+		    "partial_line_timeout_ms (%d); disconnecting",
+		    (unsigned long long)c->serial, (int)c->peer.uid,
+		    (int)c->peer.pid, cfg->partial_line_timeout_ms);
+		conn_close(c, "partial line timeout");
+		return;
+	}
+	if (cfg->idle_timeout_ms > 0 && c->held == NULL && c->nwaits == 0 &&
+	    c->out_len == 0 && c->in_start == c->in_len &&
+	    now - c->active_ms >= (uint64_t)cfg->idle_timeout_ms) {
+		conn_close(c, "idle timeout");
+		return;
+	}
+	if (cfg->idle_timeout_ms > 0)
+		c->active_ms = c->held || c->nwaits || c->out_len ? now :
+		    c->active_ms;
+	arm_timeout(c);
 }
 
 static void
@@ -474,6 +599,7 @@ handle_line(struct conn *c, const char *line, size_t len)
 	}
 	if (ignorable(line, len))
 		return;
+	c->active_ms = now_ms();
 	proto_line(c, line, len);
 }
 

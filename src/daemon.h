@@ -49,6 +49,35 @@ void	 log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	 fatalx(const char *, ...)
 	    __attribute__((format(printf, 1, 2), noreturn));
 
+/* acl.c: peer identities and who may do what */
+struct idlist {
+	unsigned	*ids;
+	size_t		 n;
+};
+struct access {			/* per queue or segment; empty = anyone */
+	struct idlist	 read_users;
+	struct idlist	 read_groups;
+	struct idlist	 write_users;
+	struct idlist	 write_groups;
+};
+#define PEER_MAX_GROUPS	64
+struct peer {
+	pid_t		 pid;
+	uid_t		 uid;
+	gid_t		 gid;
+	int		 ngroups;	/* 0: not looked up yet */
+	gid_t		 groups[PEER_MAX_GROUPS];
+};
+int	 idlist_parse(struct idlist *, const char *, int groups, char *err,
+	    size_t errlen);
+void	 idlist_free(struct idlist *);
+int	 idlist_copy(struct idlist *, const struct idlist *);
+void	 access_copy(struct access *, const struct access *);
+void	 access_free(struct access *);
+void	 peer_groups(struct peer *);
+int	 acl_allows(const struct idlist *users, const struct idlist *groups,
+	    struct peer *);
+
 /* config.c */
 struct queue_conf {
 	char		*name;
@@ -58,6 +87,7 @@ struct queue_conf {
 	int		 create;
 	unsigned long	 max_bytes;	/* 0 = leave the kernel's msg_qbytes */
 	int		 payload;	/* enum payload */
+	struct access	 access;
 	int		 line;		/* where its section starts, for errors */
 };
 
@@ -75,6 +105,7 @@ struct shm_conf {
 	key_t		 sem_key;
 	int		 lock_timeout_ms;
 	int		 create;
+	struct access	 access;
 	int		 line;
 };
 
@@ -85,6 +116,14 @@ struct config {
 	int		 poll_interval_ms;
 	size_t		 max_line_bytes;
 	int		 max_conns;
+	int		 max_conns_per_uid;	/* 0: no limit */
+	int		 idle_timeout_ms;	/* 0: none */
+	int		 partial_line_timeout_ms;
+	size_t		 max_output_bytes;
+	struct idlist	 allow_users;
+	struct idlist	 allow_groups;
+	char		*user;		/* drop privileges to */
+	char		*group;
 	int		 max_wait_ms;
 	int		 ack_timeout_ms;
 	int		 log_syslog;
@@ -231,7 +270,8 @@ int		 conn_flush(struct conn *);
 int		 conn_alive(const struct conn *);
 int		 conn_backlogged(const struct conn *);
 void		 conn_hold_done(struct conn *);
-void		 conn_peer(const struct conn *, pid_t *, uid_t *, gid_t *);
+struct peer	*conn_peer(struct conn *);
+int		 conn_may(struct conn *, const struct access *, int write);
 int		 conn_track_delivery(struct conn *, key_t,
 		    const struct ipcb_msg *, size_t);
 struct waiterq	*conn_waiters(struct conn *);
@@ -248,6 +288,7 @@ void		 notify(const char *, ...)
 /* listen.c: the Unix socket */
 int		 listen_open(struct event_base *, const struct config *);
 void		 listen_close(void);
+void		 listen_chown(uid_t, gid_t);
 
 /* main.c */
 extern struct event_base *base;
@@ -272,6 +313,8 @@ json_t	*proto_op_names(void);
 void	 send_event(struct conn *, const char *name, json_t *data);
 size_t	 utf8_prefix(const char *, size_t max);
 int	 param_encoding(struct request *, int structured, enum encoding *);
+int	 check_access(struct request *, const struct access *, int write,
+	    const char *kind, const char *name);
 int	 param_bytes(struct request *, size_t head, size_t tail, size_t max,
 	    char **buf, size_t *len);
 

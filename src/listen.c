@@ -6,12 +6,14 @@
  * listen(), so no client can connect through a wider mode for a moment.
  * Running out of descriptors pauses accepting briefly instead of spinning.
  */
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -21,6 +23,7 @@
 #include "daemon.h"
 
 static struct evconnlistener *listener;
+static int lock_fd = -1;
 static struct event *resume_ev;
 static char *sock_path;
 
@@ -109,6 +112,48 @@ inherited_socket(void)
 	return fd;
 }
 
+/*
+ * The socket's directory must not let others swap the socket: refuse a
+ * world-writable one without the sticky bit, warn about /tmp-like ones.
+ * Then take <socket>.lock, so two daemons never race to replace the same
+ * stale socket.
+ */
+static int
+guard_path(const char *path)
+{
+	char dir[PATH_MAX], lock[PATH_MAX + 8], *slash;
+	struct stat st;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	if ((slash = strrchr(dir, '/')) != NULL)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	if (stat(dir, &st) == 0 && (st.st_mode & S_IWOTH)) {
+		if (!(st.st_mode & S_ISVTX)) {
+			log_warnx("socket %s: directory %s is world-writable: "
+			    "anyone could replace the socket; refusing", path,
+			    dir);
+			return -1;
+		}
+		log_warnx("socket %s: directory %s is world-writable (sticky); "
+		    "prefer a directory only the daemon's user can write",
+		    path, dir);
+	}
+	snprintf(lock, sizeof(lock), "%s.lock", path);
+	lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (lock_fd < 0) {
+		log_warn("socket %s: lock file %s", path, lock);
+		return -1;
+	}
+	if (flock(lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		log_warnx("socket %s: another ipcbridge holds %s; not "
+		    "touching its socket", path, lock);
+		close(lock_fd);
+		lock_fd = -1;
+		return -1;
+	}
+	return 0;
+}
+
 int
 listen_open(struct event_base *b, const struct config *c)
 {
@@ -129,6 +174,8 @@ listen_open(struct event_base *b, const struct config *c)
 		return -1;
 	}
 	strcpy(sun.sun_path, c->socket_path);
+	if (guard_path(sun.sun_path) < 0)
+		return -1;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		log_warn("socket");
@@ -174,6 +221,21 @@ fail:
 	return -1;
 }
 
+/* Give the socket (and its lock) to the user we drop privileges to. */
+void
+listen_chown(uid_t uid, gid_t gid)
+{
+	char lock[PATH_MAX + 8];
+
+	if (sock_path == NULL)
+		return;
+	if (chown(sock_path, uid, gid) < 0)
+		log_warn("socket %s: chown", sock_path);
+	snprintf(lock, sizeof(lock), "%s.lock", sock_path);
+	if (lock_fd >= 0 && fchown(lock_fd, uid, gid) < 0)
+		log_warn("socket lock %s: chown", lock);
+}
+
 /* Stop accepting and remove the socket file (clean exit only). */
 void
 listen_close(void)
@@ -188,4 +250,7 @@ listen_close(void)
 		unlink(sock_path);
 	free(sock_path);
 	sock_path = NULL;
+	if (lock_fd >= 0)
+		close(lock_fd);
+	lock_fd = -1;
 }

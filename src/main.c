@@ -2,8 +2,11 @@
  * main.c - options, configuration, start-up, signals and the loop.
  */
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <grp.h>
+#include <pwd.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -255,6 +258,101 @@ daemonize_done(void)
 	ready_fd = -1;
 }
 
+/*
+ * Hand the root-owned IPC objects we serve to the user we are about to
+ * become, or it could not use them (they are created mode 0660).
+ */
+static void
+ipc_chown(uid_t uid, gid_t gid)
+{
+	struct msqid_ds mq;
+	struct shmid_ds sh;
+	struct semid_ds se;
+	struct segment *s;
+	struct queue *q;
+
+	TAILQ_FOREACH(q, &queues, entry) {
+		if (msgctl(q->msqid, IPC_STAT, &mq) == 0 &&
+		    mq.msg_perm.uid == 0) {
+			mq.msg_perm.uid = uid;
+			mq.msg_perm.gid = gid;
+			if (msgctl(q->msqid, IPC_SET, &mq) < 0)
+				log_warn("queue \"%s\": chown", q->conf.name);
+		}
+	}
+	TAILQ_FOREACH(s, &segments, entry) {
+		if (shmctl(s->shm.shmid, IPC_STAT, &sh) == 0 &&
+		    sh.shm_perm.uid == 0) {
+			sh.shm_perm.uid = uid;
+			sh.shm_perm.gid = gid;
+			if (shmctl(s->shm.shmid, IPC_SET, &sh) < 0)
+				log_warn("shm \"%s\": chown", s->conf.name);
+		}
+		if (semctl(s->sem.semid, 0, IPC_STAT, &se) == 0 &&
+		    se.sem_perm.uid == 0) {
+			se.sem_perm.uid = uid;
+			se.sem_perm.gid = gid;
+			if (semctl(s->sem.semid, 0, IPC_SET, &se) < 0)
+				log_warn("shm \"%s\": semaphore chown",
+				    s->conf.name);
+		}
+	}
+}
+
+/*
+ * user/group: once the socket, pid file and IPC objects exist, give up
+ * root for good. A failed drop is fatal: we never keep running as root
+ * when told not to.
+ */
+static void
+drop_privileges(void)
+{
+	struct passwd *pw = NULL;
+	struct group *gr;
+	gid_t gid;
+
+	if (config->user == NULL && config->group == NULL)
+		return;
+	if (config->user != NULL && (pw = getpwnam(config->user)) == NULL)
+		fatalx("user %s: no such user", config->user);
+	gid = pw ? pw->pw_gid : getgid();
+	if (config->group != NULL) {
+		if ((gr = getgrnam(config->group)) == NULL)
+			fatalx("group %s: no such group", config->group);
+		gid = gr->gr_gid;
+	}
+	ipc_chown(pw ? pw->pw_uid : getuid(), gid);
+	listen_chown(pw ? pw->pw_uid : getuid(), gid);
+	if ((pw != NULL ? initgroups(pw->pw_name, gid) :
+	    setgroups(1, &gid)) < 0 || setresgid(gid, gid, gid) < 0 ||
+	    (pw != NULL && setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0))
+		fatalx("dropping privileges to %s:%s: %s",
+		    config->user ? config->user : "-",
+		    config->group ? config->group : "-", strerror(errno));
+	if (pw != NULL && pw->pw_uid != 0 && (setuid(0) == 0 || geteuid() == 0))
+		fatalx("dropping privileges: still root; refusing to run");
+	log_info("running as uid %d gid %d", (int)getuid(), (int)getgid());
+}
+
+/* Enough descriptors for max_conns, or a lower max_conns and a warning. */
+static void
+check_nofile(void)
+{
+	struct rlimit rl;
+	rlim_t need = (rlim_t)config->max_conns + 64;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= need)
+		return;
+	rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
+	setrlimit(RLIMIT_NOFILE, &rl);
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= need)
+		return;
+	log_warnx("RLIMIT_NOFILE is %llu: lowering max_conns from %d to %llu",
+	    (unsigned long long)rl.rlim_cur, config->max_conns,
+	    (unsigned long long)(rl.rlim_cur > 64 ? rl.rlim_cur - 64 : 1));
+	config->max_conns = rl.rlim_cur > 64 ? (int)(rl.rlim_cur - 64) : 1;
+}
+
 /* One line that says what this daemon serves, with keys and ids. */
 static void
 log_started(void)
@@ -379,6 +477,7 @@ main(int argc, char *argv[])
 	if (daemonize)
 		daemonize_start();
 	signal(SIGPIPE, SIG_IGN);
+	check_nofile();
 	event_set_log_callback(libevent_log);
 	if ((base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
@@ -391,6 +490,7 @@ main(int argc, char *argv[])
 		listen_close();
 		fatalx("cannot write the pid file; not starting");
 	}
+	drop_privileges();
 	for (i = 0; signums[i] != 0; i++) {
 		sigs[i] = evsignal_new(base, signums[i], signal_cb, NULL);
 		evsignal_add(sigs[i], NULL);

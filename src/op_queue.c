@@ -11,15 +11,17 @@
 
 #include "daemon.h"
 
+/* The request's queue, if it exists and the peer may use it that way. */
 static struct queue *
-get_queue(struct request *r)
+get_queue_for(struct request *r, int write)
 {
 	json_t *v = json_object_get(r->req, "queue");
 	const char *name = v ? json_string_value(v) : "default";
 	struct queue *q;
 
 	if ((q = queue_find(name)) != NULL)
-		return q;
+		return check_access(r, &q->conf.access, write, "queue",
+		    q->conf.name) < 0 ? NULL : q;
 	reply_error(r->conn, r->id, ERR_NOT_FOUND,
 	    json_pack("{s:s%}", "queue", name, utf8_prefix(name, 64)),
 	    "no queue named \"%.*s\" (queue.list shows them)",
@@ -181,7 +183,7 @@ op_queue_send(struct request *r)
 	size_t len;
 	int code;
 
-	if ((q = get_queue(r)) == NULL)
+	if ((q = get_queue_for(r, 1)) == NULL)
 		return OP_DONE;
 	if (tv == NULL || json_integer_value(tv) < 1)
 		return bad_param(r, "type", "type is required and must be >= 1");
@@ -291,7 +293,7 @@ op_queue_recv(struct request *r)
 	struct waiter *w;
 	json_int_t timeout;
 
-	if ((q = get_queue(r)) == NULL || get_selector(r, &sel) < 0 ||
+	if ((q = get_queue_for(r, 0)) == NULL || get_selector(r, &sel) < 0 ||
 	    get_timeout(r, &timeout) < 0 || get_encoding(r, q, &enc) < 0)
 		return OP_DONE;
 	if (timeout > 0 && r->id != NULL &&
@@ -320,7 +322,7 @@ op_queue_consume(struct request *r)
 	struct queue *q;
 	struct waiter *w;
 
-	if ((q = get_queue(r)) == NULL || get_selector(r, &sel) < 0 ||
+	if ((q = get_queue_for(r, 0)) == NULL || get_selector(r, &sel) < 0 ||
 	    get_encoding(r, q, &enc) < 0)
 		return OP_DONE;
 	if (*conn_nwaits(r->conn) >= MAX_PARKED_PER_CONN) {
@@ -388,7 +390,7 @@ op_queue_stat(struct request *r)
 	json_t *j;
 	int code;
 
-	if ((q = get_queue(r)) == NULL)
+	if ((q = get_queue_for(r, 0)) == NULL)
 		return OP_DONE;
 	if ((j = queue_stat_json(q, &code, err, sizeof(err))) == NULL)
 		reply_error(r->conn, r->id, code, NULL, "%s", err);

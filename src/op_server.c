@@ -12,9 +12,7 @@ op_hello(struct request *r)
 	json_t *names, *segs;
 	struct segment *s;
 	struct queue *q;
-	pid_t pid;
-	uid_t uid;
-	gid_t gid;
+	struct peer *peer = conn_peer(r->conn);
 
 	if (proto != NULL && (json_integer_value(proto) < 1 ||
 	    json_integer_value(proto) > PROTOCOL_VERSION)) {
@@ -29,7 +27,6 @@ op_hello(struct request *r)
 	segs = json_array();
 	TAILQ_FOREACH(s, &segments, entry)
 		json_array_append_new(segs, json_string(s->conf.name));
-	conn_peer(r->conn, &pid, &uid, &gid);
 	reply_result(r->conn, r->id, json_pack(
 	    "{s:s, s:s, s:i, s:o, s:o, s:o, s:{s:I, s:i, s:i, s:i, s:I}, s:i, "
 	    "s:{s:i, s:i, s:i}}",
@@ -46,7 +43,8 @@ op_hello(struct request *r)
 	    "max_waits_per_conn", MAX_PARKED_PER_CONN,
 	    "max_msg_bytes", (json_int_t)ipcb_msgmax(),
 	    "poll_interval_ms", cfg->poll_interval_ms,
-	    "peer", "pid", (int)pid, "uid", (int)uid, "gid", (int)gid));
+	    "peer", "pid", (int)peer->pid, "uid", (int)peer->uid,
+	    "gid", (int)peer->gid));
 	return OP_DONE;
 }
 

@@ -29,15 +29,17 @@ struct get_arg {
 	enum encoding	 encoding;
 };
 
+/* The request's segment, if it exists and the peer may use it that way. */
 static struct segment *
-get_segment(struct request *r)
+get_segment_for(struct request *r, int write)
 {
 	json_t *v = json_object_get(r->req, "name");
 	const char *name = v ? json_string_value(v) : "default";
 	struct segment *s;
 
 	if ((s = segment_find(name)) != NULL)
-		return s;
+		return check_access(r, &s->conf.access, write, "segment",
+		    s->conf.name) < 0 ? NULL : s;
 	reply_error(r->conn, r->id, ERR_NOT_FOUND,
 	    json_pack("{s:s%}", "name", name, utf8_prefix(name, 64)),
 	    "no segment named \"%.*s\" (shm.list shows them)",
@@ -190,7 +192,7 @@ op_shm_put(struct request *r)
 	size_t offset = 0;
 	int ms;
 
-	if ((s = get_segment(r)) == NULL || get_lock_timeout(r, s, &ms) < 0 ||
+	if ((s = get_segment_for(r, 1)) == NULL || get_lock_timeout(r, s, &ms) < 0 ||
 	    get_address(r, s, &var, &offset) < 0)
 		return OP_DONE;
 	if (value != NULL && (json_object_get(r->req, "text") ||
@@ -339,7 +341,7 @@ op_shm_get(struct request *r)
 
 	if ((a = calloc(1, sizeof(*a))) == NULL)
 		fatalx("out of memory");
-	if ((s = get_segment(r)) == NULL || get_lock_timeout(r, s, &ms) < 0 ||
+	if ((s = get_segment_for(r, 0)) == NULL || get_lock_timeout(r, s, &ms) < 0 ||
 	    get_address(r, s, &a->var, &a->offset) < 0 ||
 	    param_encoding(r, 0, &a->encoding) < 0)
 		goto done;
@@ -393,7 +395,7 @@ has_del(struct request *r)
 	size_t off;
 	int ms;
 
-	if ((s = get_segment(r)) == NULL || get_lock_timeout(r, s, &ms) < 0)
+	if ((s = get_segment_for(r, strcmp(r->op, "shm.del") == 0)) == NULL || get_lock_timeout(r, s, &ms) < 0)
 		return OP_DONE;
 	if (s->conf.format != SHM_PHP)
 		return bad_param(r, "name", "segment \"%s\" is raw: it has no "
@@ -456,7 +458,7 @@ op_shm_vars(struct request *r)
 	struct segment *s;
 	int ms;
 
-	if ((s = get_segment(r)) == NULL || get_lock_timeout(r, s, &ms) < 0)
+	if ((s = get_segment_for(r, 0)) == NULL || get_lock_timeout(r, s, &ms) < 0)
 		return OP_DONE;
 	if (s->conf.format != SHM_PHP)
 		return bad_param(r, "name", "segment \"%s\" is raw: it has no "
@@ -520,7 +522,7 @@ op_shm_stat(struct request *r)
 {
 	struct segment *s;
 
-	if ((s = get_segment(r)) == NULL)
+	if ((s = get_segment_for(r, 0)) == NULL)
 		return OP_DONE;
 	reply_result(r->conn, r->id, segment_json(s));
 	return OP_DONE;

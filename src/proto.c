@@ -158,6 +158,26 @@ utf8_prefix(const char *s, size_t max)
 	return n;
 }
 
+/* Refuse (and log) an op the peer's identity does not allow; -1 if so. */
+int
+check_access(struct request *r, const struct access *a, int write,
+    const char *kind, const char *name)
+{
+	struct peer *p = conn_peer(r->conn);
+
+	if (conn_may(r->conn, a, write))
+		return 0;
+	log_warnx("permission denied: uid %d gid %d pid %d may not %s %s "
+	    "\"%s\" (%s)", (int)p->uid, (int)p->gid, (int)p->pid,
+	    write ? "write" : "read", kind, name, r->op);
+	reply_error(r->conn, r->id, ERR_PERMISSION_DENIED,
+	    json_pack("{s:i, s:i}", "uid", (int)p->uid, "gid", (int)p->gid),
+	    "uid %d may not %s %s \"%s\" (%s_users/%s_groups)", (int)p->uid,
+	    write ? "write" : "read", kind, name, write ? "write" : "read",
+	    write ? "write" : "read");
+	return -1;
+}
+
 /*
  * encoding: auto, text, base64 (and json, php where structured payloads
  * are allowed). *enc holds the default on entry.

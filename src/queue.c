@@ -24,7 +24,9 @@ conf_copy(struct queue_conf *dst, const struct queue_conf *src)
 {
 	free(dst->name);
 	free(dst->key_spec);
+	access_free(&dst->access);
 	*dst = *src;
+	access_copy(&dst->access, &src->access);
 	dst->name = strdup(src->name);
 	dst->key_spec = strdup(src->key_spec);
 	if (dst->name == NULL || dst->key_spec == NULL)
@@ -76,6 +78,7 @@ queue_new(const struct queue_conf *qc)
 static void
 queue_free(struct queue *q)
 {
+	access_free(&q->conf.access);
 	free(q->conf.name);
 	free(q->conf.key_spec);
 	free(q);

@@ -22,7 +22,9 @@ conf_copy(struct shm_conf *dst, const struct shm_conf *src)
 	free(dst->name);
 	free(dst->key_spec);
 	free(dst->sem_key_spec);
+	access_free(&dst->access);
 	*dst = *src;
+	access_copy(&dst->access, &src->access);
 	dst->name = strdup(src->name);
 	dst->key_spec = strdup(src->key_spec);
 	dst->sem_key_spec = src->sem_key_spec ? strdup(src->sem_key_spec) :
@@ -42,6 +44,7 @@ segment_free(struct segment *s)
 	free(s->conf.name);
 	free(s->conf.key_spec);
 	free(s->conf.sem_key_spec);
+	access_free(&s->conf.access);
 	free(s);
 }
 
