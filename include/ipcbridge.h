@@ -86,6 +86,7 @@ int	 ipcb_sem_register(struct ipcb_sem *, int max_acquire);
 /* Take the lock: timeout_ms 0 = IPC_NOWAIT, < 0 = block, > 0 = semtimedop.
  * -EAGAIN when busy or timed out; -EIDRM/-EINVAL when the set is gone. */
 int	 ipcb_sem_acquire(struct ipcb_sem *, int timeout_ms);
+int	 ipcb_sem_acquire_us(struct ipcb_sem *, int timeout_us);
 int	 ipcb_sem_release(struct ipcb_sem *);
 /* Drop the registration and anything still held, as PHP's handle free. */
 int	 ipcb_sem_close(struct ipcb_sem *);

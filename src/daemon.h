@@ -214,7 +214,8 @@ int		 segments_open(const struct config *, char *, size_t);
 int		 segments_reload(const struct config *);
 void		 segments_close(void);
 struct segment	*segment_find(const char *name);
-int		 segment_trylock(struct segment *, int *code, char *, size_t);
+int		 segment_trylock(struct segment *, int wait_us, int *code, char *,
+		    size_t);
 void		 segment_unlock(struct segment *);
 
 /* ack.c: deliveries waiting for queue.ack (at-least-once mode) */
@@ -289,6 +290,7 @@ void		 notify(const char *, ...)
 int		 listen_open(struct event_base *, const struct config *);
 void		 listen_close(void);
 void		 listen_chown(uid_t, gid_t);
+const char	*listen_name(void);
 
 /* main.c */
 extern struct event_base *base;
@@ -353,6 +355,7 @@ struct waiter {
 	struct ipcb_selector sel;
 	enum encoding	 encoding;
 	uint64_t	 deadline_ms;	/* 0: none */
+	uint64_t	 since_ms;	/* W_LOCK: when it started waiting */
 	long		 consumer;
 	int		 ack;		/* at-least-once: deliveries get tags */
 	int		 ack_timeout_ms;

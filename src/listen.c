@@ -24,6 +24,7 @@
 
 static struct evconnlistener *listener;
 static int lock_fd = -1;
+static char served[sizeof(((struct sockaddr_un *)0)->sun_path) + 16];
 static struct event *resume_ev;
 static char *sock_path;
 
@@ -162,8 +163,16 @@ listen_open(struct event_base *b, const struct config *c)
 	int fd, rc;
 
 	if ((fd = inherited_socket()) >= 0) {
-		log_info("socket activation: serving the inherited socket "
-		    "(fd %d)", fd);
+		socklen_t len = sizeof(sun);
+
+		memset(&sun, 0, sizeof(sun));
+		if (getsockname(fd, (struct sockaddr *)&sun, &len) == 0 &&
+		    sun.sun_family == AF_UNIX && sun.sun_path[0] != '\0')
+			snprintf(served, sizeof(served), "%s", sun.sun_path);
+		else
+			snprintf(served, sizeof(served), "inherited fd %d", fd);
+		log_info("socket activation: serving the inherited socket %s",
+		    served);
 		sock_path = NULL;	/* systemd owns the file */
 		goto serve;
 	}
@@ -202,6 +211,7 @@ listen_open(struct event_base *b, const struct config *c)
 		goto fail;
 	}
 	sock_path = strdup(sun.sun_path);
+	snprintf(served, sizeof(served), "%s", sun.sun_path);
 serve:
 	listener = evconnlistener_new(b, accept_cb, NULL,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 128, fd);
@@ -219,6 +229,13 @@ serve:
 fail:
 	close(fd);
 	return -1;
+}
+
+/* The socket we serve: our own, or the one systemd passed us. */
+const char *
+listen_name(void)
+{
+	return served;
 }
 
 /* Give the socket (and its lock) to the user we drop privileges to. */

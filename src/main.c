@@ -363,7 +363,7 @@ log_started(void)
 	size_t o;
 
 	o = (size_t)snprintf(line, sizeof(line), "ipcbridge %s ready on %s;",
-	    PACKAGE_VERSION, config->socket_path);
+	    PACKAGE_VERSION, listen_name());
 	TAILQ_FOREACH(q, &queues, entry) {
 		if (o < sizeof(line))
 			o += (size_t)snprintf(line + o, sizeof(line) - o,
@@ -498,7 +498,7 @@ main(int argc, char *argv[])
 	stats.started_ms = now_ms();
 	log_started();
 	notify("READY=1\nSTATUS=serving %zu queue(s), %zu segment(s) on %s",
-	    config->nqueues, config->nshms, config->socket_path);
+	    config->nqueues, config->nshms, listen_name());
 	if (daemonize)
 		daemonize_done();
 

@@ -372,13 +372,16 @@ queue_recv(struct queue *q, const struct ipcb_selector *sel,
 	return -1;
 }
 
+/* A few rotating buffers: one json_pack may show several keys. */
 const char *
 key_hex(key_t key)
 {
-	static char buf[16];
+	static char buf[4][16];
+	static int next;
+	char *b = buf[next++ % 4];
 
-	snprintf(buf, sizeof(buf), "0x%08x", (unsigned)key);
-	return buf;
+	snprintf(b, sizeof(buf[0]), "0x%08x", (unsigned)key);
+	return b;
 }
 
 const char *

@@ -206,13 +206,18 @@ segment_find(const char *name)
 	return NULL;
 }
 
-/* Try the lock without waiting: 1 taken, 0 busy, -1 with code/err. */
+/*
+ * Try the lock, waiting at most wait_us (0: not at all): 1 taken, 0 busy,
+ * -1 with code/err.
+ */
 int
-segment_trylock(struct segment *s, int *code, char *err, size_t errlen)
+segment_trylock(struct segment *s, int wait_us, int *code, char *err,
+    size_t errlen)
 {
 	int rc;
 
-	rc = ipcb_sem_acquire(&s->sem, 0);
+	rc = wait_us > 0 ? ipcb_sem_acquire_us(&s->sem, wait_us) :
+	    ipcb_sem_acquire(&s->sem, 0);
 	if (rc == 0)
 		return 1;
 	if (rc == -EAGAIN)

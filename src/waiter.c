@@ -19,6 +19,8 @@
 
 #define DRAIN_PER_PASS	1024
 #define MAX_SELECTORS	32
+#define STARVE_MS	20	/* lock waits before queueing in the kernel */
+#define LOCK_SLICE_US	500	/* longest the loop then waits for it */
 
 static struct event *poll_ev;
 static int poll_ms = 1;		/* current adaptive interval */
@@ -518,9 +520,28 @@ expired_receiver(struct queue *q, uint64_t now)
 	return NULL;
 }
 
+static struct waiter *
+expired_locker(struct segment *s, uint64_t now)
+{
+	struct waiter *w;
+
+	TAILQ_FOREACH(w, &s->lockers, qentry) {
+		if (w->deadline_ms <= now)
+			return w;
+	}
+	return NULL;
+}
+
 /*
  * Requests waiting for a segment's lock, oldest first: run each under the
  * lock (released before the next), until the lock is busy.
+ *
+ * A worker that loops acquire-work-release gets the lock straight back
+ * from the kernel, which hands a released semaphore to blocked waiters
+ * first; IPC_NOWAIT polls would then starve. So once the oldest request
+ * has waited STARVE_MS, the daemon queues in the kernel too, with
+ * semtimedop bounded to LOCK_SLICE_US: the loop stalls at most that long
+ * per pass, and only while a worker keeps the lock busy.
  */
 static void
 serve_lockers(struct segment *s, uint64_t now)
@@ -530,7 +551,8 @@ serve_lockers(struct segment *s, uint64_t now)
 	int rc, code = ERR_IPC;
 
 	while ((w = TAILQ_FIRST(&s->lockers)) != NULL) {
-		rc = segment_trylock(s, &code, err, sizeof(err));
+		rc = segment_trylock(s, now - w->since_ms >= STARVE_MS ?
+		    LOCK_SLICE_US : 0, &code, err, sizeof(err));
 		if (rc == 0)
 			break;
 		if (rc < 0) {
@@ -549,8 +571,7 @@ serve_lockers(struct segment *s, uint64_t now)
 		}
 		waiter_free(w);
 	}
-	while ((w = TAILQ_FIRST(&s->lockers)) != NULL &&
-	    w->deadline_ms <= now) {
+	while ((w = expired_locker(s, now)) != NULL) {
 		snprintf(err, sizeof(err), "shm \"%s\": semaphore (key "
 		    "0x%08x) still held by another process after the lock "
 		    "timeout", s->conf.name, (unsigned)s->conf.sem_key);
@@ -568,7 +589,7 @@ waiter_lock(struct conn *c, json_t *id, json_t *req, struct segment *s,
 	int rc, code = ERR_IPC;
 
 	if (TAILQ_EMPTY(&s->lockers)) {
-		rc = segment_trylock(s, &code, err, sizeof(err));
+		rc = segment_trylock(s, 0, &code, err, sizeof(err));
 		if (rc < 0) {
 			reply_error(c, id, code, NULL, "%s", err);
 			free(arg);
@@ -599,7 +620,8 @@ waiter_lock(struct conn *c, json_t *id, json_t *req, struct segment *s,
 	w->req = json_incref(req);
 	w->run = run;
 	w->arg = arg;
-	w->deadline_ms = now_ms() + (uint64_t)timeout_ms;
+	w->since_ms = now_ms();
+	w->deadline_ms = w->since_ms + (uint64_t)timeout_ms;
 	waiter_park(w);
 	return OP_PARKED;
 }

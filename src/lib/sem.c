@@ -118,11 +118,11 @@ fail:
 
 /* now + ms on the monotonic clock. */
 static void
-deadline_after(struct timespec *ts, int ms)
+deadline_after(struct timespec *ts, long long ns)
 {
 	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	ts->tv_sec += (time_t)(ns / 1000000000LL);
+	ts->tv_nsec += (long)(ns % 1000000000LL);
 	if (ts->tv_nsec >= 1000000000L) {
 		ts->tv_sec++;
 		ts->tv_nsec -= 1000000000L;
@@ -153,8 +153,8 @@ time_left(const struct timespec *deadline, struct timespec *left)
  * re-entrant, like PHP: a second acquire of a max_acquire=1 lock by the
  * same handle waits for itself.
  */
-int
-ipcb_sem_acquire(struct ipcb_sem *sem, int timeout_ms)
+static int
+acquire(struct ipcb_sem *sem, long long timeout_ns)
 {
 	struct sembuf op = { SEM_LOCK, -1, SEM_UNDO };
 	struct timespec deadline, left;
@@ -164,12 +164,12 @@ ipcb_sem_acquire(struct ipcb_sem *sem, int timeout_ms)
 		return -EBADF;
 	if (sem->held >= SEM_VMAX)
 		return -ERANGE;
-	if (timeout_ms > 0)
-		deadline_after(&deadline, timeout_ms);
-	else if (timeout_ms == 0)
+	if (timeout_ns > 0)
+		deadline_after(&deadline, timeout_ns);
+	else if (timeout_ns == 0)
 		op.sem_flg |= IPC_NOWAIT;
 	for (;;) {
-		if (timeout_ms > 0) {
+		if (timeout_ns > 0) {
 			if (!time_left(&deadline, &left))
 				return -EAGAIN;
 			r = ipcb_sysv.semtimedop(sem->semid, &op, 1, &left);
@@ -182,6 +182,20 @@ ipcb_sem_acquire(struct ipcb_sem *sem, int timeout_ms)
 	}
 	sem->held++;
 	return 0;
+}
+
+int
+ipcb_sem_acquire(struct ipcb_sem *sem, int timeout_ms)
+{
+	return acquire(sem, timeout_ms < 0 ? -1 : timeout_ms * 1000000LL);
+}
+
+/* The same with a timeout in microseconds (> 0), for callers that can
+ * afford only a very short wait. */
+int
+ipcb_sem_acquire_us(struct ipcb_sem *sem, int timeout_us)
+{
+	return acquire(sem, timeout_us > 0 ? timeout_us * 1000LL : 0);
 }
 
 /*
