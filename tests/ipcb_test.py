@@ -15,6 +15,9 @@ import tempfile
 import time
 import unittest
 
+# IPCBRIDGE_VALGRIND=1 runs every daemon a test starts under valgrind; a
+# memory error or a definite leak fails the test at cleanup.
+VALGRIND = os.environ.get("IPCBRIDGE_VALGRIND") == "1"
 DAEMON = os.environ.get("IPCBRIDGE", os.path.join(
     os.path.dirname(__file__), "..", "src", "ipcbridge"))
 
@@ -143,10 +146,16 @@ class Daemon:
 
     def start(self, args=()):
         self.logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([DAEMON, "-c", self.conf, "-v"] +
-                                     list(args), stderr=self.logf,
+        cmd = [DAEMON, "-c", self.conf, "-v"] + list(args)
+        if VALGRIND:
+            cmd = ["valgrind", "--quiet", "--error-exitcode=99",
+                   "--leak-check=full", "--errors-for-leak-kinds=definite",
+                   "--track-fds=yes",
+                   "--log-file=" + os.path.join(self.dir, "valgrind.log")
+                   ] + cmd
+        self.proc = subprocess.Popen(cmd, stderr=self.logf,
                                      stdout=self.logf)
-        deadline = time.time() + 10
+        deadline = time.time() + (60 if VALGRIND else 10)
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("daemon exited %d:\n%s" %
@@ -185,7 +194,12 @@ class Daemon:
         return rc
 
     def cleanup(self):
-        self.stop()
+        rc = self.stop()
+        if VALGRIND and rc == 99:
+            with open(os.path.join(self.dir, "valgrind.log")) as f:
+                report = f.read()
+            subprocess.run(["rm", "-rf", self.dir])
+            raise AssertionError("valgrind found errors:\n" + report)
         for q in self.queues.values():
             if isinstance(q.get("key"), int):
                 ipcrm_queue(q["key"])
