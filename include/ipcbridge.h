@@ -56,6 +56,8 @@ int	 ipcb_msgq_send(int msqid, const struct ipcb_msg *msg, size_t len,
 	    int flags);
 ssize_t	 ipcb_msgq_recv(int msqid, const struct ipcb_selector *sel,
 	    struct ipcb_msgbuf *buf, int flags);
+ssize_t	 ipcb_msgq_recv_into(int msqid, const struct ipcb_selector *sel,
+	    struct ipcb_msg *msg, size_t cap, int flags);
 int	 ipcb_msgq_stat(int msqid, struct msqid_ds *ds);
 int	 ipcb_msgq_set_qbytes(int msqid, unsigned long qbytes);
 int	 ipcb_msgq_remove(int msqid);

@@ -18,6 +18,7 @@ struct unacked {
 	struct conn	*conn;
 	uint64_t	 tag;
 	long		 consumer;	/* 0 for a queue.recv */
+	int		 slot;		/* its journal slot, or -1 */
 	uint64_t	 deadline_ms;
 	key_t		 key;
 	size_t		 len;
@@ -37,7 +38,7 @@ ack_count(void)
 /* Keep a copy of a delivered message until it is acked; returns its tag. */
 uint64_t
 ack_hold(struct conn *c, key_t key, const struct ipcb_msg *m, size_t len,
-    long consumer, int timeout_ms)
+    int slot, long consumer, int timeout_ms)
 {
 	struct unacked *u;
 
@@ -46,6 +47,7 @@ ack_hold(struct conn *c, key_t key, const struct ipcb_msg *m, size_t len,
 	u->conn = c;
 	u->tag = next_tag++;
 	u->consumer = consumer;
+	u->slot = slot;
 	u->deadline_ms = now_ms() + (uint64_t)timeout_ms;
 	u->key = key;
 	u->len = len;
@@ -66,9 +68,10 @@ drop(struct unacked *u, const char *why)
 		log_info("redelivery: put back unacked tag %llu (type %ld, "
 		    "%zu bytes): %s", (unsigned long long)u->tag,
 		    u->msg.mtype, u->len, why);
-		waiter_putback_key(u->key, &u->msg, u->len);
+		waiter_putback_key(u->key, &u->msg, u->len, u->slot);
 		stats.redelivered++;
-	}
+	} else
+		journal_release(u->slot);
 	if (u->consumer != 0 && conn_alive(u->conn))
 		waiter_consumer_acked(u->conn, u->consumer);
 	free(u);

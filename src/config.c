@@ -285,6 +285,18 @@ server_key(struct parse *p, const char *name, const char *value)
 			    name, value);
 		free(*dst);
 		*dst = xstrdup(value);
+	} else if (!strcmp(name, "state_dir")) {
+		if (*value != '/')
+			return fail(p, "server", name,
+			    "\"%s\" is not an absolute path", value);
+		free(c->state_dir);
+		c->state_dir = xstrdup(value);
+	} else if (!strcmp(name, "journal_slots")) {
+		if (parse_uint(value, 1000000, &v) < 0)
+			return fail(p, "server", name,
+			    "\"%s\" is not a number in 0..1000000 (0 = no "
+			    "journal)", value);
+		c->journal_slots = (int)v;
 	} else if (!strcmp(name, "ack_timeout_ms")) {
 		if (parse_uint(value, 86400000, &v) < 0 || v < 1)
 			return fail(p, "server", name,
@@ -495,6 +507,7 @@ set_defaults(struct config *c)
 	c->ack_timeout_ms = 60000;
 	c->partial_line_timeout_ms = 60000;
 	c->max_output_bytes = 64 * 1024 * 1024;
+	c->journal_slots = 256;
 }
 
 /* /run/ipcbridge.sock, or $XDG_RUNTIME_DIR/ipcbridge.sock if /run is not ours. */
@@ -513,6 +526,21 @@ default_socket(struct config *c)
 		c->socket_path = xstrdup("/run/ipcbridge.sock");
 }
 
+/* /run/ipcbridge, or $XDG_RUNTIME_DIR/ipcbridge if /run is not ours. */
+static void
+default_state_dir(struct config *c)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	char path[PATH_MAX];
+
+	if (access("/run", W_OK) == 0 || xdg == NULL || *xdg != '/') {
+		c->state_dir = xstrdup("/run/ipcbridge");
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/ipcbridge", xdg);
+	c->state_dir = xstrdup(path);
+}
+
 /* Fill what the file left out; a queue without a key is an error. */
 static int
 finish(struct config *c, char *err, size_t errlen)
@@ -522,6 +550,8 @@ finish(struct config *c, char *err, size_t errlen)
 
 	if (c->socket_path == NULL)
 		default_socket(c);
+	if (c->state_dir == NULL)
+		default_state_dir(c);
 	if (c->nqueues == 0) {
 		q = add_queue(c, "default");
 		ipcb_key_parse(DEFAULT_QUEUE_KEY, &q->key, NULL, 0);
@@ -705,6 +735,7 @@ config_free(struct config *c)
 	free(c->shms);
 	free(c->socket_path);
 	free(c->pidfile);
+	free(c->state_dir);
 	free(c->user);
 	free(c->group);
 	idlist_free(&c->allow_users);
@@ -762,6 +793,8 @@ config_print(const struct config *c, FILE *f)
 	fprintf(f, "max_conns = %d\n", c->max_conns);
 	fprintf(f, "max_wait_ms = %d\n", c->max_wait_ms);
 	fprintf(f, "ack_timeout_ms = %d\n", c->ack_timeout_ms);
+	fprintf(f, "state_dir = %s\n", c->state_dir);
+	fprintf(f, "journal_slots = %d\n", c->journal_slots);
 	fprintf(f, "max_conns_per_uid = %d\n", c->max_conns_per_uid);
 	fprintf(f, "idle_timeout_ms = %d\n", c->idle_timeout_ms);
 	fprintf(f, "partial_line_timeout_ms = %d\n",

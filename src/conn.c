@@ -28,6 +28,7 @@
 struct inflight {
 	TAILQ_ENTRY(inflight) entry;
 	uint64_t	 mark;		/* written once out_written >= mark */
+	int		 slot;		/* its journal slot, or -1 */
 	key_t		 key;
 	size_t		 len;
 	struct ipcb_msg	 msg;		/* followed by len bytes */
@@ -206,7 +207,7 @@ conn_close(struct conn *c, const char *reason)
 	ack_conn_closed(c);
 	while ((f = TAILQ_FIRST(&c->inflight)) != NULL) {
 		TAILQ_REMOVE(&c->inflight, f, entry);
-		waiter_putback_key(f->key, &f->msg, f->len);
+		waiter_putback_key(f->key, &f->msg, f->len, f->slot);
 		free(f);
 	}
 	event_del(c->rev);
@@ -367,6 +368,7 @@ flush_out(struct conn *c)
 	while ((f = TAILQ_FIRST(&c->inflight)) != NULL &&
 	    f->mark <= c->out_written) {
 		TAILQ_REMOVE(&c->inflight, f, entry);
+		journal_release(f->slot);
 		free(f);
 	}
 	if (c->stalled && !conn_backlogged(c)) {
@@ -412,21 +414,25 @@ conn_flush(struct conn *c)
  */
 int
 conn_track_delivery(struct conn *c, key_t key, const struct ipcb_msg *m,
-    size_t len)
+    size_t len, int slot)
 {
 	struct inflight *f;
 
 	if (flush_out(c) < 0) {
-		waiter_putback_key(key, m, len);
+		waiter_putback_key(key, m, len, slot);
 		conn_close(c, strerror(errno));
 		return -1;
 	}
-	if (c->out_written < c->out_appended) {
+	if (c->out_written >= c->out_appended)
+		journal_release(slot);	/* the reply is out: done */
+	else {
 		if ((f = malloc(sizeof(*f) + len)) == NULL) {
+			waiter_putback_key(key, m, len, slot);
 			conn_close(c, "out of memory");
 			return -1;
 		}
 		f->mark = c->out_appended;
+		f->slot = slot;
 		f->key = key;
 		f->len = len;
 		f->msg.mtype = m->mtype;

@@ -129,6 +129,8 @@ struct config {
 	int		 log_syslog;
 	int		 log_level;	/* enum log_level */
 	char		*pidfile;
+	char		*state_dir;
+	int		 journal_slots;	/* 0: no journal */
 	struct queue_conf *queues;
 	size_t		 nqueues;
 	struct shm_conf	*shms;
@@ -192,8 +194,8 @@ int		 queue_errno_code(int);
 int		 queue_send(struct queue *, const struct ipcb_msg *, size_t,
 		    char *err, size_t errlen);
 int		 queue_recv(struct queue *, const struct ipcb_selector *,
-		    struct ipcb_msgbuf *, size_t *, int *code, char *err,
-		    size_t errlen);
+		    struct ipcb_msg **, size_t *, int *slot, int *code,
+		    char *err, size_t errlen);
 const char	*key_hex(key_t);
 const char	*mode_octal(int);
 
@@ -218,10 +220,20 @@ int		 segment_trylock(struct segment *, int wait_us, int *code, char *,
 		    size_t);
 void		 segment_unlock(struct segment *);
 
+/* journal.c: held messages in a MAP_SHARED file, restored at start-up */
+int		 journal_open(const char *dir, int nslots, char *, size_t);
+void		 journal_restore(void);
+int		 journal_take(struct ipcb_msg **, size_t *cap);
+void		 journal_commit(int slot, key_t, size_t len);
+void		 journal_release(int slot);
+int		 journal_free_slots(void);
+size_t		 journal_capacity(void);
+void		 journal_close(void);
+
 /* ack.c: deliveries waiting for queue.ack (at-least-once mode) */
 struct conn;
 uint64_t	 ack_hold(struct conn *, key_t, const struct ipcb_msg *, size_t,
-		    long consumer, int timeout_ms);
+		    int slot, long consumer, int timeout_ms);
 int		 ack_settle(struct conn *, uint64_t tag, int putback);
 void		 ack_conn_closed(struct conn *);
 void		 ack_expire(uint64_t now);
@@ -252,6 +264,7 @@ struct stats {
 	uint64_t	 putbacks;
 	uint64_t	 acked;
 	uint64_t	 redelivered;
+	uint64_t	 restored;
 	uint64_t	 lost;
 };
 extern struct stats stats;
@@ -274,7 +287,7 @@ void		 conn_hold_done(struct conn *);
 struct peer	*conn_peer(struct conn *);
 int		 conn_may(struct conn *, const struct access *, int write);
 int		 conn_track_delivery(struct conn *, key_t,
-		    const struct ipcb_msg *, size_t);
+		    const struct ipcb_msg *, size_t, int slot);
 struct waiterq	*conn_waiters(struct conn *);
 int		*conn_nwaits(struct conn *);
 void		 conn_set_held(struct conn *, struct waiter *);
@@ -363,6 +376,7 @@ struct waiter {
 	int		 unacked;
 	struct ipcb_msg	*msg;		/* W_SEND: the message to send */
 	size_t		 len;
+	int		 slot;		/* put-back: its journal slot or -1 */
 	struct segment	*seg;		/* W_LOCK: the segment, */
 	json_t		*req;		/* the request (owned), */
 	locked_fn	 run;		/* what to do under the lock, */
@@ -381,8 +395,9 @@ void		 waiter_cancel_conn(struct conn *);
 void		 waiter_end_consumers(struct conn *);
 void		 waiter_fail_queue(struct queue *, int code, const char *);
 void		 waiter_putback(struct queue *, const struct ipcb_msg *,
-		    size_t);
-void		 waiter_putback_key(key_t, const struct ipcb_msg *, size_t);
+		    size_t, int slot);
+void		 waiter_putback_key(key_t, const struct ipcb_msg *, size_t,
+		    int slot);
 void		 waiter_shutdown(void);
 int		 waiter_pending_putbacks(void);
 int		 waiter_count(void);

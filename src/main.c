@@ -484,6 +484,12 @@ main(int argc, char *argv[])
 	if (queues_open(config, err, sizeof(err)) < 0 ||
 	    segments_open(config, err, sizeof(err)) < 0)
 		fatalx("%s", err);
+	if (config->journal_slots > 0) {
+		if (journal_open(config->state_dir, config->journal_slots, err,
+		    sizeof(err)) < 0)
+			fatalx("%s", err);
+		journal_restore();	/* what a killed daemon held, first */
+	}
 	if (listen_open(base, config) < 0)
 		return 1;
 	if (pidfile != NULL && (pidfd = write_pidfile(pidfile)) < 0) {
@@ -507,10 +513,14 @@ main(int argc, char *argv[])
 	conns_close_all("daemon exiting");	/* puts back what it held */
 	event_base_loop(base, EVLOOP_NONBLOCK);	/* run the deferred frees */
 	lost = waiter_pending_putbacks();
-	if (lost > 0) {
+	if (lost > 0 && config->journal_slots > 0)
+		log_warnx("exiting with %d message(s) still waiting to be put "
+		    "back on a full queue: the journal keeps them for the next "
+		    "start", lost);
+	else if (lost > 0) {
 		stats.lost += (uint64_t)lost;
 		log_warnx("exiting with %d message(s) still waiting to be put "
-		    "back on a full queue: they are LOST", lost);
+		    "back on a full queue: they are LOST (no journal)", lost);
 	}
 	listen_close();
 	for (i = 0; signums[i] != 0; i++)
@@ -520,6 +530,7 @@ main(int argc, char *argv[])
 	waiter_exit();
 	queues_close();
 	segments_close();
+	journal_close();
 	event_base_free(base);
 	if (pidfd >= 0) {
 		unlink(pidfile);

@@ -19,6 +19,9 @@ struct queueq queues = TAILQ_HEAD_INITIALIZER(queues);
  */
 static struct queueq retired = TAILQ_HEAD_INITIALIZER(retired);
 
+/* Messages no journal slot holds (no journal, or over its slot size). */
+static struct ipcb_msgbuf rbuf;
+
 static void
 conf_copy(struct queue_conf *dst, const struct queue_conf *src)
 {
@@ -183,6 +186,7 @@ queues_close(void)
 		TAILQ_REMOVE(&retired, q, entry);
 		queue_free(q);
 	}
+	ipcb_msgbuf_free(&rbuf);
 }
 
 struct queue *
@@ -345,8 +349,10 @@ queue_send(struct queue *q, const struct ipcb_msg *m, size_t len, char *err,
  */
 int
 queue_recv(struct queue *q, const struct ipcb_selector *sel,
-    struct ipcb_msgbuf *buf, size_t *len, int *code, char *err, size_t errlen)
+    struct ipcb_msg **m, size_t *len, int *slot, int *code, char *err,
+    size_t errlen)
 {
+	size_t cap;
 	ssize_t n;
 
 	if (q->msqid < 0 && queue_reopen(q) < 0) {
@@ -356,12 +362,36 @@ queue_recv(struct queue *q, const struct ipcb_selector *sel,
 		    (unsigned)q->conf.key);
 		return -1;
 	}
-	n = ipcb_msgq_recv(q->msqid, sel, buf, IPC_NOWAIT);
+	if (journal_free_slots() == 0) {	/* backpressure, never a drop */
+		log_warnx("journal full: not taking messages until held ones "
+		    "are written, acked or put back");
+		return 0;
+	}
+	/* straight into a journal slot, so a crash cannot lose it */
+	if ((*slot = journal_take(m, &cap)) >= 0) {
+		n = ipcb_msgq_recv_into(q->msqid, sel, *m, cap, IPC_NOWAIT);
+		if (n >= 0)
+			journal_commit(*slot, q->conf.key, (size_t)n);
+		else
+			journal_release(*slot);
+		if (n == -E2BIG) {	/* msgmax grew since the journal */
+			*slot = -1;
+			log_warnx("queue \"%s\": a message over the journal's "
+			    "slot size (%zu) is held in memory only",
+			    q->conf.name, cap);
+			n = ipcb_msgq_recv(q->msqid, sel, &rbuf, IPC_NOWAIT);
+			*m = rbuf.msg;
+		}
+	} else {
+		n = ipcb_msgq_recv(q->msqid, sel, &rbuf, IPC_NOWAIT);
+		*m = rbuf.msg;
+	}
 	if (n >= 0) {
 		*len = (size_t)n;
 		stats.msgs_received++;
 		return 1;
 	}
+	*slot = -1;
 	if (n == -ENOMSG || n == -EAGAIN)
 		return 0;
 	*code = queue_errno_code((int)-n);

@@ -71,7 +71,7 @@ stats_json(void)
 			json_object_set_new(errors, err_names[i],
 			    json_integer((json_int_t)stats.errors[i]));
 	}
-	return json_pack("{s:I, s:{s:I, s:I}, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:I, s:I}",
+	return json_pack("{s:I, s:{s:I, s:I}, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:I, s:I}",
 	    "uptime_ms", (json_int_t)(now_ms() - stats.started_ms),
 	    "connections",
 	    "current", (json_int_t)stats.conns_current,
@@ -84,6 +84,7 @@ stats_json(void)
 	    "put_back", (json_int_t)stats.putbacks,
 	    "acked", (json_int_t)stats.acked,
 	    "redelivered", (json_int_t)stats.redelivered,
+	    "restored", (json_int_t)stats.restored,
 	    "unacked", (json_int_t)ack_count(),
 	    "lost", (json_int_t)stats.lost,
 	    "bytes", "in", (json_int_t)stats.bytes_in,

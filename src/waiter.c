@@ -27,7 +27,6 @@ static int poll_ms = 1;		/* current adaptive interval */
 static uint64_t poll_due;
 static int nwaiters;
 static long next_consumer = 1;
-static struct ipcb_msgbuf rbuf;
 
 static void	schedule(int ms);
 
@@ -45,6 +44,7 @@ waiter_new(enum waiter_kind kind, struct conn *c, struct queue *q, json_t *id)
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		fatalx("out of memory");
 	w->kind = kind;
+	w->slot = -1;
 	w->conn = c;
 	w->queue = q;
 	if (id != NULL)
@@ -171,9 +171,31 @@ client_sender(struct queue *q)
 	return NULL;
 }
 
-/* Put a message that could not be delivered back on its queue. */
+/*
+ * A put-back that cannot succeed now or later. A message still in the
+ * journal stays there (the next start tries again); only one held in
+ * memory alone is lost.
+ */
+static void
+putback_failed(const struct ipcb_msg *m, size_t len, int slot,
+    const char *why)
+{
+	if (slot >= 0) {
+		log_warnx("put-back of a type %ld message of %zu bytes failed "
+		    "(%s); it stays in the journal for the next start",
+		    m->mtype, len, why);
+		return;
+	}
+	stats.lost++;
+	log_warnx("LOST a type %ld message of %zu bytes: put-back failed: %s",
+	    m->mtype, len, why);
+}
+
+/* Put a message that could not be delivered back on its queue; its
+ * journal slot (if any) is freed once it is back. */
 void
-waiter_putback(struct queue *q, const struct ipcb_msg *m, size_t len)
+waiter_putback(struct queue *q, const struct ipcb_msg *m, size_t len,
+    int slot)
 {
 	struct waiter *w;
 	char err[512];
@@ -185,14 +207,13 @@ waiter_putback(struct queue *q, const struct ipcb_msg *m, size_t len)
 	if (code == ERR__OK) {
 		stats.msgs_sent--;	/* not a new message */
 		stats.putbacks++;
+		journal_release(slot);
 		log_debug("queue \"%s\": put back a type %ld message",
 		    q->conf.name, m->mtype);
 		return;
 	}
 	if (code != ERR_QUEUE_FULL) {
-		stats.lost++;
-		log_warnx("LOST a type %ld message of %zu bytes: put-back "
-		    "failed: %s", m->mtype, len, err);
+		putback_failed(m, len, slot, err);
 		return;
 	}
 	/* full: retry on the timer, never drop */
@@ -201,25 +222,23 @@ waiter_putback(struct queue *q, const struct ipcb_msg *m, size_t len)
 		fatalx("out of memory");
 	memcpy(w->msg, m, sizeof(*m) + len);
 	w->len = len;
+	w->slot = slot;
 	waiter_park(w);
 }
 
 /* Put back by key: the queue may have left the config since delivery. */
 void
-waiter_putback_key(key_t key, const struct ipcb_msg *m, size_t len)
+waiter_putback_key(key_t key, const struct ipcb_msg *m, size_t len, int slot)
 {
 	struct queue *q;
 
 	if ((q = queue_by_key(key)) == NULL)
 		q = queue_retired(key);
 	if (q == NULL) {
-		stats.lost++;
-		log_warnx("LOST a type %ld message of %zu bytes: its queue "
-		    "(key 0x%08x) left the config and cannot be opened",
-		    m->mtype, len, (unsigned)key);
+		putback_failed(m, len, slot, "its queue cannot be opened");
 		return;
 	}
-	waiter_putback(q, m, len);
+	waiter_putback(q, m, len, slot);
 }
 
 /* data_b64 of the bytes into obj. */
@@ -297,7 +316,8 @@ msg_json(struct queue *q, const struct ipcb_msg *m, size_t len,
  * waiter is done (a recv), 1 when it stays (a consumer).
  */
 static int
-deliver(struct waiter *w, int parked, const struct ipcb_msg *m, size_t len)
+deliver(struct waiter *w, int parked, const struct ipcb_msg *m, size_t len,
+    int slot)
 {
 	struct conn *c = w->conn;
 	struct queue *q = w->queue;
@@ -305,7 +325,7 @@ deliver(struct waiter *w, int parked, const struct ipcb_msg *m, size_t len)
 
 	j = msg_json(q, m, len, w->encoding);
 	if (j == NULL) {
-		waiter_putback(q, m, len);
+		waiter_putback(q, m, len, slot);
 		if (w->kind == W_CONSUME) {
 			send_event(c, "consumer_end", json_pack(
 			    "{s:I, s:{s:s, s:s}}", "consumer",
@@ -324,7 +344,7 @@ deliver(struct waiter *w, int parked, const struct ipcb_msg *m, size_t len)
 	if (w->ack) {
 		/* the copy in ack.c covers the reply's whole life */
 		json_object_set_new(j, "tag", json_integer((json_int_t)
-		    ack_hold(c, q->conf.key, m, len, w->kind == W_CONSUME ?
+		    ack_hold(c, q->conf.key, m, len, slot, w->kind == W_CONSUME ?
 		    w->consumer : 0, w->ack_timeout_ms)));
 		w->unacked++;
 	}
@@ -338,7 +358,7 @@ deliver(struct waiter *w, int parked, const struct ipcb_msg *m, size_t len)
 		if (w->ack)
 			conn_flush(c);
 		else
-			conn_track_delivery(c, q->conf.key, m, len);
+			conn_track_delivery(c, q->conf.key, m, len, slot);
 		return 1;
 	}
 	if (parked)
@@ -348,7 +368,7 @@ deliver(struct waiter *w, int parked, const struct ipcb_msg *m, size_t len)
 	if (w->held && parked)
 		conn_hold_done(c);
 	if (!w->ack)
-		conn_track_delivery(c, q->conf.key, m, len);
+		conn_track_delivery(c, q->conf.key, m, len, slot);
 	if (conn_alive(c))
 		conn_flush(c);
 	waiter_free(w);
@@ -367,9 +387,10 @@ waiter_start(struct waiter *w)
 {
 	struct queue *q = w->queue;
 	struct waiter *o;
+	struct ipcb_msg *m;
 	char err[512];
 	size_t len;
-	int code, rc;
+	int code, rc, slot;
 
 	/* older waiters on the same selector come first */
 	TAILQ_FOREACH(o, &q->receivers, qentry) {
@@ -383,14 +404,14 @@ waiter_start(struct waiter *w)
 		return OP_DONE;
 	}
 	if (o == NULL) {
-		rc = queue_recv(q, &w->sel, &rbuf, &len, &code, err,
+		rc = queue_recv(q, &w->sel, &m, &len, &slot, &code, err,
 		    sizeof(err));
 		if (rc < 0) {
 			finish(w, 0, NULL, code, err);
 			return OP_DONE;
 		}
 		if (rc > 0) {
-			deliver(w, 0, rbuf.msg, len);
+			deliver(w, 0, m, len, slot);
 			return OP_DONE;
 		}
 		if (w->deadline_ms == 0) {
@@ -445,11 +466,9 @@ serve_senders(struct queue *q, uint64_t now)
 		if (code == ERR__OK) {
 			stats.msgs_sent--;
 			stats.putbacks++;
-		} else {
-			stats.lost++;
-			log_warnx("LOST a type %ld message of %zu bytes: "
-			    "put-back failed: %s", w->msg->mtype, w->len, err);
-		}
+			journal_release(w->slot);
+		} else
+			putback_failed(w->msg, w->len, w->slot, err);
 		unlink_waiter(w);
 		waiter_free(w);
 	}
@@ -480,11 +499,14 @@ known_empty(const struct pass *p, const struct ipcb_selector *sel)
 static int
 serve_one(struct queue *q, struct pass *p)
 {
+	struct ipcb_msg *m;
 	struct waiter *w;
-	int rc, code;
+	int rc, code, slot;
 	char err[512];
 	size_t len;
 
+	if (journal_free_slots() == 0)	/* backpressure: nowhere to hold it */
+		return 0;
 	TAILQ_FOREACH(w, &q->receivers, qentry) {
 		/* no message for a reply that could not be written yet,
 		 * nor for a consumer whose prefetch window is full */
@@ -492,14 +514,14 @@ serve_one(struct queue *q, struct pass *p)
 		    known_empty(p, &w->sel) ||
 		    (w->ack && w->prefetch > 0 && w->unacked >= w->prefetch))
 			continue;
-		rc = queue_recv(q, &w->sel, &rbuf, &len, &code, err,
+		rc = queue_recv(q, &w->sel, &m, &len, &slot, &code, err,
 		    sizeof(err));
 		if (rc < 0) {
 			waiter_fail_queue(q, code, err);
 			return 0;
 		}
 		if (rc > 0) {
-			deliver(w, 1, rbuf.msg, len);
+			deliver(w, 1, m, len, slot);
 			return 1;
 		}
 		if (p->nempty < MAX_SELECTORS)
@@ -834,5 +856,4 @@ waiter_exit(void)
 	if (poll_ev != NULL)
 		event_free(poll_ev);
 	poll_ev = NULL;
-	ipcb_msgbuf_free(&rbuf);
 }

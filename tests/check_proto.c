@@ -772,7 +772,7 @@ START_TEST(test_stats_counts_errors_by_code)
 	ck_assert_int_eq(int_at(res, "requests"), 11);
 	ck_assert(json_equal(json_object_get(res, "messages"),
 	    h_json("{\"sent\":1,\"received\":1,\"put_back\":0,\"acked\":0,"
-	    "\"redelivered\":0,\"unacked\":0,\"lost\":0}")));
+	    "\"redelivered\":0,\"restored\":0,\"unacked\":0,\"lost\":0}")));
 	ck_assert(json_equal(json_object_get(res, "connections"),
 	    h_json("{\"current\":1,\"total\":1}")));
 	ck_assert_int_eq(int_at(res, "waiters"), 0);

@@ -870,6 +870,8 @@ class InstallTest(Base):
                     line = "socket = %s\n" % d.sock
                 elif kind == "server" and key == "pidfile":
                     line = "pidfile = %s\n" % os.path.join(d.dir, "pid")
+                elif kind == "server" and key == "state_dir":
+                    line = ""
                 elif kind in keys and key in ("key", "sem_key"):
                     k = private_key()
                     keys[kind].append(k)
@@ -877,6 +879,14 @@ class InstallTest(Base):
                     if key == "key":
                         keyed[(kind, name)] = True
                 out.append(line)
+        # a private journal, not the machine's /run/ipcbridge
+        state = "state_dir = %s\n" % os.path.join(d.dir, "state")
+        for i, line in enumerate(out):
+            if re.match(r"^\s*\[server\]", line):
+                out.insert(i + 1, state)
+                break
+        else:
+            out.insert(0, "[server]\n" + state)
         # no machine-wide default objects: every section gets a private
         # key (a repeated section adds to the first), and a segment exists
         for want in ("queue", "shm"):

@@ -583,7 +583,8 @@ class StatListTest(OpsTest):
                                        "parse_error": 1})
         self.assertEqual(s["messages"], {"sent": 2, "received": 1,
                                          "put_back": 0, "acked": 0,
-                                         "redelivered": 0, "unacked": 0,
+                                         "redelivered": 0, "restored": 0,
+                                         "unacked": 0,
                                          "lost": 0})
         self.assertEqual(s["bytes"], {"in": sent[0], "out": got[0]})
         self.assertEqual(s["waiters"], 0)

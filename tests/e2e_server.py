@@ -6,6 +6,7 @@ command line.
 import ctypes
 import json
 import os
+import re
 import random
 import signal
 import socket
@@ -673,9 +674,15 @@ class SocketFileTest(unittest.TestCase):
         c = d.client()
         self.addCleanup(c.close)
         ino = os.lstat(d.sock).st_ino
-        r = run_daemon(["-c", d.conf])
+        # same socket, its own journal: the socket is what must refuse
+        other = os.path.join(d.dir, "other.conf")
+        with open(d.conf) as f, open(other, "w") as g:
+            g.write(re.sub(r"(?m)^state_dir = .*$", "state_dir = " +
+                           os.path.join(d.dir, "state2"), f.read()))
+        r = run_daemon(["-c", other])
         self.assertEqual(r.returncode, 1, r)
-        self.assertRegex(r.stderr, "another daemon is answering|another ipcbridge holds .*\\.lock")
+        self.assertRegex(r.stderr, "another daemon is answering|"
+                         "another ipcbridge holds .*\\.lock")
         self.assertIn(d.sock, r.stderr)
         # the first keeps serving, on the same socket file
         self.assertEqual(os.lstat(d.sock).st_ino, ino)

@@ -116,6 +116,7 @@ class Daemon:
         for m in self.shms.values():
             m.setdefault("key", private_key())
         self.server = dict(server or {})
+        self.server.setdefault("state_dir", os.path.join(self.dir, "state"))
         self.extra = extra
         self.proc = None
         self.log = os.path.join(self.dir, "daemon.log")

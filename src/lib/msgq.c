@@ -80,43 +80,61 @@ ipcb_msgbuf_free(struct ipcb_msgbuf *buf)
 	buf->cap = 0;
 }
 
+static long
+msgtyp_of(const struct ipcb_selector *sel, int *flags)
+{
+	switch (sel->match) {
+	case IPCB_MATCH_ANY:
+		return 0;
+	case IPCB_MATCH_TYPE:
+		return sel->type;
+	case IPCB_MATCH_MAX:
+		return -sel->type;
+	case IPCB_MATCH_EXCEPT:
+		*flags |= MSG_EXCEPT;
+		return sel->type;
+	}
+	return 0;
+}
+
+/*
+ * Receive one message into a fixed buffer of cap bytes of mtext; -E2BIG
+ * (the message stays queued) when it does not fit.
+ */
+ssize_t
+ipcb_msgq_recv_into(int msqid, const struct ipcb_selector *sel,
+    struct ipcb_msg *msg, size_t cap, int flags)
+{
+	long msgtyp;
+	ssize_t n;
+
+	if (ipcb_selector_check(sel) < 0)
+		return -EINVAL;
+	msgtyp = msgtyp_of(sel, &flags);
+	flags &= ~MSG_NOERROR;
+	while ((n = ipcb_sysv.msgrcv(msqid, msg, cap, msgtyp, flags)) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	return n;
+}
+
 /* Receive one message into buf (grown as needed); returns its length. */
 ssize_t
 ipcb_msgq_recv(int msqid, const struct ipcb_selector *sel,
     struct ipcb_msgbuf *buf, int flags)
 {
-	long msgtyp = 0;
 	ssize_t n;
 	int rc;
 
 	if (ipcb_selector_check(sel) < 0)
 		return -EINVAL;
-	switch (sel->match) {
-	case IPCB_MATCH_ANY:
-		msgtyp = 0;
-		break;
-	case IPCB_MATCH_TYPE:
-		msgtyp = sel->type;
-		break;
-	case IPCB_MATCH_MAX:
-		msgtyp = -sel->type;
-		break;
-	case IPCB_MATCH_EXCEPT:
-		msgtyp = sel->type;
-		flags |= MSG_EXCEPT;
-		break;
-	}
-	flags &= ~MSG_NOERROR;
 	if (buf->cap == 0 && (rc = ipcb_msgbuf_reserve(buf, ipcb_msgmax())) < 0)
 		return rc;
 	for (;;) {
-		n = ipcb_sysv.msgrcv(msqid, buf->msg, buf->cap, msgtyp, flags);
-		if (n >= 0)
+		n = ipcb_msgq_recv_into(msqid, sel, buf->msg, buf->cap, flags);
+		if (n != -E2BIG)
 			return n;
-		if (errno == EINTR)
-			continue;
-		if (errno != E2BIG)
-			return -errno;
 		if (buf->cap > ((size_t)1 << 30))
 			return -E2BIG;
 		if ((rc = ipcb_msgbuf_reserve(buf, buf->cap * 2)) < 0)
