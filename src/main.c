@@ -523,8 +523,10 @@ main(int argc, char *argv[])
 		    "back on a full queue: they are LOST (no journal)", lost);
 	}
 	listen_close();
-	for (i = 0; signums[i] != 0; i++)
-		event_free(sigs[i]);
+	for (i = 0; signums[i] != 0; i++) {
+		event_free(sigs[i]);	/* restores the default action... */
+		signal(signums[i], SIG_IGN);	/* ...which would cut cleanup */
+	}
 	if (drain_ev != NULL)
 		event_free(drain_ev);
 	waiter_exit();
