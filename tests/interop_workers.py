@@ -369,7 +369,11 @@ class SocketPhp(InteropBase):
             return len(seen) > 20 and seen[-1] == seen[-20] > 0
         wait_for(stalled, timeout=20, interval=0.02)
         self.assertLess(seen[-1], n, "took messages for unwritable replies")
+        before = self.ok({"op": "stats"}, self.side())["connections"]
         greedy.close()
+        # the daemon must have seen the close (and put back what it held)
+        wait_for(lambda: self.ok({"op": "stats"}, self.side())
+                 ["connections"]["current"] == before["current"] - 1)
         got = []
 
         def drained():  # put-backs wait for room: drain until none is left
