@@ -272,6 +272,7 @@ const char	*err_name(enum err_code);
 json_t		*stats_json(void);
 uint64_t	 now_ms(void);
 uint64_t	 now_realtime_ms(void);
+uint64_t	 now_us(void);
 
 /* conn.c: one client's life, line framing and output */
 struct conn;

@@ -110,7 +110,9 @@ vlog(int level, int prio, const char *prefix, const char *fmt, va_list ap,
 
 	if (level > log_level)
 		return;
-	if (level == LOG_LVL_WARN && !rate_ok(fmt, &dropped))
+	/* a lost message is never suppressed */
+	if (level == LOG_LVL_WARN && strncmp(fmt, "LOST", 4) != 0 &&
+	    !rate_ok(fmt, &dropped))
 		return;
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	if (mirror_fd >= 0 && level == LOG_LVL_WARN)

@@ -411,6 +411,7 @@ main(int argc, char *argv[])
 	struct event *sigs[4];
 	const int signums[4] = { SIGINT, SIGTERM, SIGHUP, 0 };
 	int ch, test = 0, daemonize = 0, i, lost, pidfd = -1;
+	struct event_config *evcfg;
 	char err[1024];
 
 	while ((ch = getopt(argc, argv, "c:dhp:S:tVv")) != -1) {
@@ -479,8 +480,13 @@ main(int argc, char *argv[])
 	signal(SIGPIPE, SIG_IGN);
 	check_nofile();
 	event_set_log_callback(libevent_log);
-	if ((base = event_base_new()) == NULL)
+	/* precise timers: the poll timer runs at sub-millisecond intervals
+	 * during traffic (a timerfd instead of epoll's millisecond timeout) */
+	if ((evcfg = event_config_new()) == NULL ||
+	    event_config_set_flag(evcfg, EVENT_BASE_FLAG_PRECISE_TIMER) < 0 ||
+	    (base = event_base_new_with_config(evcfg)) == NULL)
 		fatalx("event_base_new failed");
+	event_config_free(evcfg);
 	if (queues_open(config, err, sizeof(err)) < 0 ||
 	    segments_open(config, err, sizeof(err)) < 0)
 		fatalx("%s", err);

@@ -53,7 +53,8 @@ get_lock_timeout(struct request *r, struct segment *s, int *ms)
 	json_t *v = json_object_get(r->req, "lock_timeout_ms");
 	json_int_t t = v ? json_integer_value(v) : s->conf.lock_timeout_ms;
 
-	if (t < 0 || t > cfg->max_wait_ms) {
+	/* the configured default is capped by max_wait_ms, never refused */
+	if (v != NULL && (t < 0 || t > cfg->max_wait_ms)) {
 		bad_param(r, "lock_timeout_ms", "lock_timeout_ms must be "
 		    "0..%d (max_wait_ms)", cfg->max_wait_ms);
 		return -1;

@@ -4,9 +4,11 @@
  *
  * SysV queues have no file descriptor, so while anyone waits a timer polls
  * with IPC_NOWAIT: one msgrcv per distinct selector per pass, oldest waiter
- * first, draining while messages keep coming. The interval adapts: 1 ms
- * right after traffic, doubling on each empty pass up to poll_interval_ms.
- * With nobody waiting there is no timer at all.
+ * first, draining while messages keep coming. The interval adapts: every
+ * HOT_US while traffic is recent (within HOT_WINDOW_MS of the last message
+ * or new waiter), then doubling on each empty pass up to poll_interval_ms.
+ * So delivery is fast during traffic and an idle waiter costs a few wake-
+ * ups a second; with nobody waiting there is no timer at all.
  *
  * A message is taken off a queue only for a live waiter; if its reply
  * cannot be written, it goes back (same type) and is never dropped.
@@ -18,17 +20,20 @@
 #include "daemon.h"
 
 #define DRAIN_PER_PASS	1024
+#define HOT_US		250	/* poll interval while traffic is recent */
+#define HOT_WINDOW_MS	100	/* how long traffic counts as recent */
 #define MAX_SELECTORS	32
 #define STARVE_MS	20	/* lock waits before queueing in the kernel */
 #define LOCK_SLICE_US	500	/* longest the loop then waits for it */
 
 static struct event *poll_ev;
-static int poll_ms = 1;		/* current adaptive interval */
-static uint64_t poll_due;
+static int poll_us = HOT_US;	/* current adaptive interval */
+static uint64_t poll_due_us;
+static uint64_t last_traffic_ms;
 static int nwaiters;
 static long next_consumer = 1;
 
-static void	schedule(int ms);
+static void	schedule(int us);
 
 int
 waiter_count(void)
@@ -103,8 +108,7 @@ waiter_park(struct waiter *w)
 			(*conn_nwaits(w->conn))++;
 	}
 	nwaiters++;
-	poll_ms = 1;
-	schedule(1);
+	waiter_kick();
 }
 
 /* Leave every list; the caller replies (or not) and frees. */
@@ -685,21 +689,24 @@ poll_cb(evutil_socket_t fd, short ev, void *arg)
 	ack_expire(now);
 	if (nwaiters == 0 && ack_count() == 0)
 		return;
-	/* adaptive: fast right after traffic, backing off when idle */
+	/* adaptive: fast while traffic is recent, backing off when idle */
 	if (total > 0)
-		poll_ms = 1;
-	else if (poll_ms < cfg->poll_interval_ms)
-		poll_ms = poll_ms * 2 > cfg->poll_interval_ms ?
-		    cfg->poll_interval_ms : poll_ms * 2;
-	schedule(total >= DRAIN_PER_PASS ? 0 : poll_ms);
+		last_traffic_ms = now;
+	if (now - last_traffic_ms < HOT_WINDOW_MS)
+		poll_us = HOT_US;
+	else if (poll_us < cfg->poll_interval_ms * 1000)
+		poll_us = poll_us * 2 > cfg->poll_interval_ms * 1000 ?
+		    cfg->poll_interval_ms * 1000 : poll_us * 2;
+	schedule(total >= DRAIN_PER_PASS ? 0 : poll_us);
 }
 
 /* Something changed that a poll pass may act on: come soon. */
 void
 waiter_kick(void)
 {
-	poll_ms = 1;
-	schedule(1);
+	last_traffic_ms = now_ms();
+	poll_us = HOT_US;
+	schedule(HOT_US);
 }
 
 /* A consumer's delivery was settled: its prefetch window has room. */
@@ -714,21 +721,21 @@ waiter_consumer_acked(struct conn *c, long consumer)
 	}
 }
 
-/* Run the poll within ms, unless it is already due sooner. */
+/* Run the poll within us microseconds, unless it is already due sooner. */
 static void
-schedule(int ms)
+schedule(int us)
 {
 	struct timeval tv;
-	uint64_t due = now_ms() + (uint64_t)ms;
+	uint64_t due = now_us() + (uint64_t)us;
 
 	if (poll_ev == NULL && (poll_ev = evtimer_new(base, poll_cb,
 	    NULL)) == NULL)
 		fatalx("out of memory");
-	if (evtimer_pending(poll_ev, NULL) && poll_due <= due)
+	if (evtimer_pending(poll_ev, NULL) && poll_due_us <= due)
 		return;
-	poll_due = due;
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (ms % 1000) * 1000;
+	poll_due_us = due;
+	tv.tv_sec = us / 1000000;
+	tv.tv_usec = us % 1000000;
 	evtimer_add(poll_ev, &tv);
 }
 
