@@ -229,6 +229,7 @@ void		 journal_release(int slot);
 int		 journal_free_slots(void);
 size_t		 journal_capacity(void);
 void		 journal_close(void);
+void		 journal_chown(const char *dir, uid_t, gid_t);
 
 /* ack.c: deliveries waiting for queue.ack (at-least-once mode) */
 struct conn;

@@ -214,6 +214,17 @@ journal_release(int i)
 	free_list[nfree++] = i;
 }
 
+/* Give state_dir and the journal to the user we drop privileges to, so a
+ * later start as that user can open them. */
+void
+journal_chown(const char *dir, uid_t uid, gid_t gid)
+{
+	if (fd < 0)
+		return;
+	if (chown(dir, uid, gid) < 0 || fchown(fd, uid, gid) < 0)
+		log_warn("journal %s: chown", path);
+}
+
 void
 journal_close(void)
 {

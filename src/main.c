@@ -323,6 +323,7 @@ drop_privileges(void)
 	}
 	ipc_chown(pw ? pw->pw_uid : getuid(), gid);
 	listen_chown(pw ? pw->pw_uid : getuid(), gid);
+	journal_chown(config->state_dir, pw ? pw->pw_uid : getuid(), gid);
 	if ((pw != NULL ? initgroups(pw->pw_name, gid) :
 	    setgroups(1, &gid)) < 0 || setresgid(gid, gid, gid) < 0 ||
 	    (pw != NULL && setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0))
@@ -487,15 +488,15 @@ main(int argc, char *argv[])
 	    (base = event_base_new_with_config(evcfg)) == NULL)
 		fatalx("event_base_new failed");
 	event_config_free(evcfg);
+	/* the journal's lock first: a second daemon on the same state_dir
+	 * stops before it touches any IPC object */
+	if (config->journal_slots > 0 && journal_open(config->state_dir,
+	    config->journal_slots, err, sizeof(err)) < 0)
+		fatalx("%s", err);
 	if (queues_open(config, err, sizeof(err)) < 0 ||
 	    segments_open(config, err, sizeof(err)) < 0)
 		fatalx("%s", err);
-	if (config->journal_slots > 0) {
-		if (journal_open(config->state_dir, config->journal_slots, err,
-		    sizeof(err)) < 0)
-			fatalx("%s", err);
-		journal_restore();	/* what a killed daemon held, first */
-	}
+	journal_restore();	/* what a killed daemon held, before serving */
 	if (listen_open(base, config) < 0)
 		return 1;
 	if (pidfile != NULL && (pidfd = write_pidfile(pidfile)) < 0) {

@@ -408,6 +408,8 @@ op_queue_list(struct request *r)
 	int code;
 
 	TAILQ_FOREACH(q, &queues, entry) {
+		if (!conn_may(r->conn, &q->conf.access, 0))
+			continue;	/* not readable by this client */
 		j = queue_stat_json(q, &code, err, sizeof(err));
 		if (j == NULL)
 			j = json_pack("{s:s, s:s, s:{s:s, s:s}}",

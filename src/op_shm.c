@@ -535,8 +535,10 @@ op_shm_list(struct request *r)
 	json_t *list = json_array();
 	struct segment *s;
 
-	TAILQ_FOREACH(s, &segments, entry)
-		json_array_append_new(list, segment_json(s));
+	TAILQ_FOREACH(s, &segments, entry) {
+		if (conn_may(r->conn, &s->conf.access, 0))
+			json_array_append_new(list, segment_json(s));
+	}
 	reply_result(r->conn, r->id, json_pack("{s:o}", "segments", list));
 	return OP_DONE;
 }

@@ -68,6 +68,17 @@ class QueueAccessTest(DaemonTest):
                       self.d.read_log())
 
 
+class ListAccessTest(DaemonTest):
+    queues = {"default": {}, "secret": {"read_users": "nobody"}}
+
+    def test_list_shows_only_readable_queues(self):
+        names = [q["queue"] for q in self.ok({"op": "queue.list"})
+                 ["queues"]]
+        self.assertEqual(names, ["default"])
+        self.err({"op": "queue.stat", "queue": "secret"},
+                 "permission_denied")
+
+
 class ShmAccessTest(unittest.TestCase):
     def test_segment_read_users(self):
         d = Daemon(shms={"default": {"size": "64K",
@@ -80,6 +91,8 @@ class ShmAccessTest(unittest.TestCase):
         self.assertIn("result", r)
         r = c.call({"op": "shm.get", "var": 1})
         self.assertEqual(r["error"]["code"], "permission_denied")
+        r = c.call({"op": "shm.list"})
+        self.assertEqual(r["result"]["segments"], [])
 
 
 class PerUidLimitTest(DaemonTest):
