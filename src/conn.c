@@ -48,6 +48,9 @@ struct conn {
 	int		 stalled;	/* lines left until output drains */
 	struct event	*resume;	/* go on with a long pipeline */
 	struct event	*tmo;		/* partial-line and idle timeouts */
+	struct event	*closer;	/* a close decided deep in a call */
+	int		 doomed;	/* closing on the next loop pass */
+	const char	*doom_reason;
 	uint64_t	 partial_since;	/* 0: no partial line buffered */
 	uint64_t	 active_ms;	/* last request or reply */
 	char		*out;
@@ -78,6 +81,8 @@ static const struct timeval resume_tv = { 0, 1 };
 static void	read_cb(evutil_socket_t, short, void *);
 static void	resume_cb(evutil_socket_t, short, void *);
 static void	tmo_cb(evutil_socket_t, short, void *);
+static void	closer_cb(evutil_socket_t, short, void *);
+static void	conn_doom(struct conn *, const char *);
 static void	arm_timeout(struct conn *);
 static void	write_cb(evutil_socket_t, short, void *);
 static void	process_input(struct conn *);
@@ -163,8 +168,9 @@ conn_accept(int fd)
 	c->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, write_cb, c);
 	c->resume = evtimer_new(base, resume_cb, c);
 	c->tmo = evtimer_new(base, tmo_cb, c);
+	c->closer = evtimer_new(base, closer_cb, c);
 	if (c->rev == NULL || c->wev == NULL || c->resume == NULL ||
-	    c->tmo == NULL)
+	    c->tmo == NULL || c->closer == NULL)
 		fatalx("out of memory");
 	event_add(c->rev, NULL);
 	c->reading = 1;
@@ -185,6 +191,7 @@ free_cb(evutil_socket_t fd, short ev, void *arg)
 	(void)fd; (void)ev;
 	event_free(c->resume);
 	event_free(c->tmo);
+	event_free(c->closer);
 	event_free(c->rev);
 	event_free(c->wev);
 	free(c->in);
@@ -214,6 +221,7 @@ conn_close(struct conn *c, const char *reason)
 	event_del(c->wev);
 	event_del(c->resume);
 	event_del(c->tmo);
+	event_del(c->closer);
 	close(c->fd);
 	c->fd = -1;
 	TAILQ_REMOVE(&conns, c, entry);
@@ -226,7 +234,35 @@ conn_close(struct conn *c, const char *reason)
 int
 conn_alive(const struct conn *c)
 {
-	return c != NULL && !c->closing;
+	return c != NULL && !c->closing && !c->doomed;
+}
+
+/*
+ * Close from inside a write: the callers up the stack (a handler, a
+ * delivery) still hold this connection and its waiters, so the close
+ * waits for the next loop pass. Until then it takes no more messages
+ * (conn_alive is false) and what is written to it is dropped.
+ */
+static void
+conn_doom(struct conn *c, const char *why)
+{
+	struct timeval zero = { 0, 0 };
+
+	if (c->doomed || c->closing)
+		return;
+	c->doomed = 1;
+	c->out_len = 0;		/* nothing more will reach the client */
+	c->doom_reason = why;
+	evtimer_add(c->closer, &zero);
+}
+
+static void
+closer_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd; (void)ev;
+	conn_close(c, c->doom_reason);
 }
 
 /* Too much unread output: consumers are not fed, reading pauses. */
@@ -309,18 +345,18 @@ reserve_out(struct conn *c, size_t n)
 void
 conn_write_raw(struct conn *c, const char *buf, size_t n)
 {
-	if (c->closing)
+	if (c->closing || c->doomed)
 		return;
 	if (c->out_len + n > cfg->max_output_bytes) {
 		log_warnx("conn %llu (uid %d pid %d): %zu bytes of replies "
 		    "unread, over max_output_bytes (%zu); disconnecting",
 		    (unsigned long long)c->serial, (int)c->peer.uid,
 		    (int)c->peer.pid, c->out_len + n, cfg->max_output_bytes);
-		conn_close(c, "client does not read its replies");
+		conn_doom(c, "client does not read its replies");
 		return;
 	}
 	if (reserve_out(c, n) < 0) {
-		conn_close(c, "out of memory for output");
+		conn_doom(c, "out of memory for output");
 		return;
 	}
 	memcpy(c->out + c->out_off + c->out_len, buf, n);
@@ -393,19 +429,20 @@ flush_out(struct conn *c)
 	return 0;
 }
 
-/* Flush; on a dead peer close the connection. Returns -1 if closed. */
+/* Flush; a dead peer dooms the connection (closed on the next pass).
+ * Returns -1 if it is closing. */
 int
 conn_flush(struct conn *c)
 {
-	if (c->closing)
+	if (c->closing || c->doomed)
 		return -1;
 	if (flush_out(c) < 0) {
-		conn_close(c, strerror(errno));
+		conn_doom(c, strerror(errno));
 		return -1;
 	}
 	update_events(c);
 	maybe_finish(c);
-	return c->closing ? -1 : 0;
+	return c->doomed ? -1 : 0;
 }
 
 /*
@@ -418,9 +455,13 @@ conn_track_delivery(struct conn *c, key_t key, const struct ipcb_msg *m,
 {
 	struct inflight *f;
 
+	if (c->doomed || c->closing) {	/* its reply was dropped */
+		waiter_putback_key(key, m, len, slot);
+		return -1;
+	}
 	if (flush_out(c) < 0) {
 		waiter_putback_key(key, m, len, slot);
-		conn_close(c, strerror(errno));
+		conn_doom(c, strerror(errno));
 		return -1;
 	}
 	if (c->out_written >= c->out_appended)
@@ -428,7 +469,7 @@ conn_track_delivery(struct conn *c, key_t key, const struct ipcb_msg *m,
 	else {
 		if ((f = malloc(sizeof(*f) + len)) == NULL) {
 			waiter_putback_key(key, m, len, slot);
-			conn_close(c, "out of memory");
+			conn_doom(c, "out of memory");
 			return -1;
 		}
 		f->mark = c->out_appended;
@@ -618,7 +659,8 @@ process_input(struct conn *c)
 	size_t len;
 	int lines = 0;
 
-	while (!c->closing && c->held == NULL && c->in_start < c->in_len) {
+	while (!c->closing && !c->doomed && c->held == NULL &&
+	    c->in_start < c->in_len) {
 		if (conn_backlogged(c)) {
 			c->stalled = 1;
 			break;
@@ -706,7 +748,7 @@ maybe_finish(struct conn *c)
 	if (c->closing || !c->eof || c->held != NULL || c->nwaits > 0 ||
 	    c->out_len > 0 || c->in_start < c->in_len)
 		return;
-	conn_close(c, "client finished (half-close)");
+	conn_doom(c, "client finished (half-close)");
 }
 
 /* SIGTERM: stop reading everyone; close each once its output is out. */

@@ -775,6 +775,15 @@ array(struct dec *d)
 			if ((key = str_copy(d, kstart, klen, small,
 			    "array key")) == NULL)
 				goto fail;
+			/* JSON text can carry it, but no JSON parser (jansson
+			 * included) takes a NUL in an object key back */
+			if (memchr(key, '\0', klen) != NULL) {
+				if (key != small)
+					free(key);
+				fail(d, PHPSER_UNSUPPORTED, "array key at offset "
+				    "%zu contains a NUL byte", kstart);
+				goto fail;
+			}
 		} else {
 			expected(d, "an array key (i: or s:)");
 			goto fail;

@@ -762,7 +762,7 @@ static const struct {
 	{ S("a:0:{}") },
 	{ S("a:3:{i:0;i:1;i:1;s:1:\"a\";i:2;N;}") },
 	{ S("a:3:{s:1:\"a\";d:1.5;s:1:\"b\";b:1;s:1:\"c\";N;}") },
-	{ S("a:2:{i:5;a:1:{s:3:\"k\0y\";a:0:{}}s:2:\"05\";a:2:{i:0;d:-0;"
+	{ S("a:2:{i:5;a:1:{s:3:\"k-y\";a:0:{}}s:2:\"05\";a:2:{i:0;d:-0;"
 	    "i:1;s:0:\"\";}}") },
 	{ S("a:1:{i:0;a:1:{i:0;a:1:{i:0;a:1:{i:0;i:42;}}}}") },
 };
@@ -1080,10 +1080,14 @@ nul_keys(void)
 static const char nul_keys_ser[] =
     "a:3:{s:3:\"a\0b\";s:3:\"c\0d\";s:2:\"5\0\";i:1;s:2:\"0\0\";i:2;}";
 
-/* Keys with NUL: binary safe, and never taken for integers. */
+/*
+ * Keys with NUL encode binary safe (never taken for integers), but do not
+ * decode: no JSON parser takes a NUL in an object key back, so a reply
+ * carrying one would be unreadable (found by fuzz_request).
+ */
 START_TEST(test_nul_keys)
 {
-	char err[256], *out, *a, *b;
+	char err[256], *out;
 	json_t *v, *w;
 	size_t len;
 	int code;
@@ -1093,18 +1097,11 @@ START_TEST(test_nul_keys)
 	out = phpser_encode(v, &len, err, sizeof(err));
 	ck_assert_ptr_nonnull(out);
 	w = decode(out, len, &code, err, sizeof(err));
-	ck_assert_msg(w != NULL, "%s", err);
-	ck_assert(json_is_object(w));
-	a = dump(v);
-	b = dump(w);
-	ck_assert_str_eq(a, b);
-	ck_assert_int_eq(json_integer_value(json_object_getn(w, "0\0", 2)), 2);
-	ck_assert_ptr_null(json_object_get(w, "0"));
-	free(a);
-	free(b);
+	ck_assert_ptr_null(w);
+	ck_assert_int_eq(code, PHPSER_UNSUPPORTED);
+	ck_assert_msg(strstr(err, "contains a NUL byte") != NULL, "%s", err);
 	free(out);
 	json_decref(v);
-	json_decref(w);
 }
 END_TEST
 
@@ -1292,7 +1289,7 @@ END_TEST
 /* Keys with NUL, as PHP sees them, and as PHP writes them. */
 START_TEST(test_php_nul_keys)
 {
-	char err[256], *out, *res, *a, *b;
+	char err[256], *out, *res;
 	json_t *v, *w;
 	size_t len;
 	int code;
@@ -1312,16 +1309,12 @@ START_TEST(test_php_nul_keys)
 	ck_assert_ptr_nonnull(out);
 	ck_assert_uint_eq(len, sizeof(nul_keys_ser) - 1);
 	ck_assert_mem_eq(out, nul_keys_ser, len);
+	/* what PHP wrote is refused, not turned into unreadable JSON */
 	w = decode(out, len, &code, err, sizeof(err));
-	ck_assert_msg(w != NULL, "%s", err);
-	a = dump(v);
-	b = dump(w);
-	ck_assert_str_eq(a, b);
-	free(a);
-	free(b);
+	ck_assert_ptr_null(w);
+	ck_assert_int_eq(code, PHPSER_UNSUPPORTED);
 	free(out);
 	json_decref(v);
-	json_decref(w);
 }
 END_TEST
 
