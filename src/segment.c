@@ -207,6 +207,37 @@ segment_find(const char *name)
 }
 
 /*
+ * The semaphore set was removed underneath us (ipcrm, systemd RemoveIPC):
+ * say so loudly, and open (or, with create = yes, re-create) and register
+ * the key again for the next request. The request that found it gone is
+ * answered sem_removed, as a removed queue is answered queue_removed.
+ */
+static void
+sem_reopen(struct segment *s)
+{
+	int rc;
+
+	log_warnx("shm \"%s\": semaphore (key 0x%08x, semid %d) was removed "
+	    "underneath the daemon", s->conf.name, (unsigned)s->conf.sem_key,
+	    s->sem.semid);
+	ipcb_sem_close(&s->sem);	/* the registration went with the set */
+	rc = ipcb_sem_open(&s->sem, s->conf.sem_key, s->conf.mode,
+	    s->conf.create);
+	if (rc == 0)
+		rc = ipcb_sem_register(&s->sem, 1);
+	if (rc < 0) {
+		log_warnx("shm \"%s\": semaphore (key 0x%08x): %s; requests "
+		    "answer sem_removed until it exists again", s->conf.name,
+		    (unsigned)s->conf.sem_key, strerror(-rc));
+		ipcb_sem_close(&s->sem);
+		s->sem.semid = -1;
+		return;
+	}
+	log_info("shm \"%s\": semaphore key 0x%08x open again, semid %d",
+	    s->conf.name, (unsigned)s->conf.sem_key, s->sem.semid);
+}
+
+/*
  * Try the lock, waiting at most wait_us (0: not at all): 1 taken, 0 busy,
  * -1 with code/err.
  */
@@ -222,10 +253,13 @@ segment_trylock(struct segment *s, int wait_us, int *code, char *err,
 		return 1;
 	if (rc == -EAGAIN)
 		return 0;
-	*code = rc == -EIDRM || rc == -EINVAL ? ERR_SEM_REMOVED : ERR_IPC;
+	*code = rc == -EIDRM || rc == -EINVAL || rc == -EBADF ?
+	    ERR_SEM_REMOVED : ERR_IPC;
 	snprintf(err, errlen, "shm \"%s\": semaphore (key 0x%08x, semid %d): "
 	    "semop: %s", s->conf.name, (unsigned)s->conf.sem_key,
 	    s->sem.semid, strerror(-rc));
+	if (*code == ERR_SEM_REMOVED)
+		sem_reopen(s);
 	return -1;
 }
 

@@ -1463,5 +1463,36 @@ class StatListTest(ShmTest):
             self.assertEqual(s, self.stat(s["name"]))
 
 
+class SemRemovedTest(unittest.TestCase):
+    """ipcrm of the guard semaphore: the next request answers sem_removed,
+    the daemon re-creates and re-registers the set (a PHP-style set of 3)
+    and the request after that works."""
+
+    def test_semaphore_removed_underneath_is_recreated(self):
+        d = Daemon(shms={"default": {"size": "64K"}})
+        self.addCleanup(d.cleanup)
+        d.start()
+        c = d.client()
+        self.addCleanup(c.close)
+        key = "0x%08x" % d.shm_key()
+        self.assertIn("result", c.call({"op": "shm.put", "var": 1,
+                                        "text": "before"}))
+        old = c.call({"op": "shm.stat"})["result"]["semid"]
+        subprocess.run(["ipcrm", "-S", key], check=True)
+        r = c.call({"op": "shm.put", "var": 1, "text": "during"})
+        self.assertEqual(r["error"]["code"], "sem_removed")
+        self.assertIn("was removed underneath the daemon", d.read_log())
+        r = c.call({"op": "shm.put", "var": 1, "text": "after"})
+        self.assertIn("result", r, r)
+        st = c.call({"op": "shm.stat"})["result"]
+        self.assertNotEqual(st["semid"], old)
+        self.assertEqual((st["lock"], st["sem_users"]), (1, 1))
+        self.assertEqual(c.call({"op": "shm.get", "var": 1})["result"]
+                         ["text"], "after")
+        out = subprocess.run(["ipcs", "-s", "-i", str(st["semid"])],
+                             capture_output=True, text=True).stdout
+        self.assertIn("nsems = 3", out)
+
+
 if __name__ == "__main__":
     ipcb_test.main()
