@@ -510,7 +510,8 @@ set_defaults(struct config *c)
 	c->journal_slots = 256;
 }
 
-/* /run/ipcbridge.sock, or $XDG_RUNTIME_DIR/ipcbridge.sock if /run is not ours. */
+/* /run/ipcbridge.sock, or $XDG_RUNTIME_DIR/ipcbridge.sock if /run is not
+ * ours. */
 static void
 default_socket(struct config *c)
 {

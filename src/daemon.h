@@ -219,6 +219,7 @@ struct segment	*segment_find(const char *name);
 int		 segment_trylock(struct segment *, int wait_us, int *code, char *,
 		    size_t);
 void		 segment_unlock(struct segment *);
+int		 segment_removed(struct segment *, char *, size_t);
 
 /* journal.c: held messages in a MAP_SHARED file, restored at start-up */
 int		 journal_open(const char *dir, int nslots, char *, size_t);

@@ -37,9 +37,19 @@ get_segment_for(struct request *r, int write)
 	const char *name = v ? json_string_value(v) : "default";
 	struct segment *s;
 
-	if ((s = segment_find(name)) != NULL)
-		return check_access(r, &s->conf.access, write, "segment",
-		    s->conf.name) < 0 ? NULL : s;
+	char err[512];
+
+	if ((s = segment_find(name)) != NULL) {
+		if (check_access(r, &s->conf.access, write, "segment",
+		    s->conf.name) < 0)
+			return NULL;
+		if (segment_removed(s, err, sizeof(err))) {
+			reply_error(r->conn, r->id, ERR_SHM_REMOVED, NULL, "%s",
+			    err);
+			return NULL;
+		}
+		return s;
+	}
 	reply_error(r->conn, r->id, ERR_NOT_FOUND,
 	    json_pack("{s:s%}", "name", name, utf8_prefix(name, 64)),
 	    "no segment named \"%.*s\" (shm.list shows them)",
@@ -193,7 +203,8 @@ op_shm_put(struct request *r)
 	size_t offset = 0;
 	int ms;
 
-	if ((s = get_segment_for(r, 1)) == NULL || get_lock_timeout(r, s, &ms) < 0 ||
+	if ((s = get_segment_for(r, 1)) == NULL ||
+	    get_lock_timeout(r, s, &ms) < 0 ||
 	    get_address(r, s, &var, &offset) < 0)
 		return OP_DONE;
 	if (value != NULL && (json_object_get(r->req, "text") ||
@@ -342,7 +353,8 @@ op_shm_get(struct request *r)
 
 	if ((a = calloc(1, sizeof(*a))) == NULL)
 		fatalx("out of memory");
-	if ((s = get_segment_for(r, 0)) == NULL || get_lock_timeout(r, s, &ms) < 0 ||
+	if ((s = get_segment_for(r, 0)) == NULL ||
+	    get_lock_timeout(r, s, &ms) < 0 ||
 	    get_address(r, s, &a->var, &a->offset) < 0 ||
 	    param_encoding(r, 0, &a->encoding) < 0)
 		goto done;
@@ -396,7 +408,8 @@ has_del(struct request *r)
 	size_t off;
 	int ms;
 
-	if ((s = get_segment_for(r, strcmp(r->op, "shm.del") == 0)) == NULL || get_lock_timeout(r, s, &ms) < 0)
+	if ((s = get_segment_for(r, strcmp(r->op, "shm.del") == 0)) == NULL ||
+	    get_lock_timeout(r, s, &ms) < 0)
 		return OP_DONE;
 	if (s->conf.format != SHM_PHP)
 		return bad_param(r, "name", "segment \"%s\" is raw: it has no "
@@ -459,7 +472,8 @@ op_shm_vars(struct request *r)
 	struct segment *s;
 	int ms;
 
-	if ((s = get_segment_for(r, 0)) == NULL || get_lock_timeout(r, s, &ms) < 0)
+	if ((s = get_segment_for(r, 0)) == NULL ||
+	    get_lock_timeout(r, s, &ms) < 0)
 		return OP_DONE;
 	if (s->conf.format != SHM_PHP)
 		return bad_param(r, "name", "segment \"%s\" is raw: it has no "

@@ -207,6 +207,51 @@ segment_find(const char *name)
 }
 
 /*
+ * Was the segment removed underneath us (ipcrm -m marks it SHM_DEST; our
+ * attachment keeps the old memory alive while workers get a new one)?
+ * Then say so, attach the key again (re-created and initialised when
+ * create = yes) and return 1: the request is answered shm_removed.
+ */
+int
+segment_removed(struct segment *s, char *err, size_t errlen)
+{
+	struct shmid_ds ds;
+	char why[256];
+	int rc, created = 0;
+
+	if (s->shm.addr != NULL && ipcb_shm_stat(&s->shm, &ds) == 0 &&
+	    !(ds.shm_perm.mode & SHM_DEST))
+		return 0;
+	snprintf(err, errlen, "shm \"%s\" (key 0x%08x, shmid %d) was removed "
+	    "underneath the daemon", s->conf.name, (unsigned)s->conf.key,
+	    s->shm.shmid);
+	log_warnx("%s", err);
+	if (s->shm.addr != NULL)
+		ipcb_shm_close(&s->shm);
+	s->shm.addr = NULL;
+	rc = ipcb_shm_open(&s->shm, s->conf.key, s->conf.size, s->conf.mode,
+	    s->conf.create, &created);
+	if (rc < 0) {
+		s->shm.addr = NULL;
+		log_warnx("shm \"%s\" (key 0x%08x): %s; requests answer "
+		    "shm_removed until it exists again", s->conf.name,
+		    (unsigned)s->conf.key, strerror(-rc));
+		return 1;
+	}
+	s->corrupt = 0;
+	if (s->conf.format == SHM_PHP) {
+		if (created)
+			ipcb_php_init(&s->shm);
+		else if (ipcb_php_check(&s->shm, why, sizeof(why)) < 0)
+			s->corrupt = 1;
+	}
+	log_info("shm \"%s\": key 0x%08x attached again, shmid %d%s",
+	    s->conf.name, (unsigned)s->conf.key, s->shm.shmid,
+	    created ? " (created)" : "");
+	return 1;
+}
+
+/*
  * The semaphore set was removed underneath us (ipcrm, systemd RemoveIPC):
  * say so loudly, and open (or, with create = yes, re-create) and register
  * the key again for the next request. The request that found it gone is

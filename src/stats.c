@@ -80,7 +80,9 @@ stats_json(void)
 			json_object_set_new(errors, err_names[i],
 			    json_integer((json_int_t)stats.errors[i]));
 	}
-	return json_pack("{s:I, s:{s:I, s:I}, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:I, s:I}",
+	return json_pack("{s:I, s:{s:I, s:I}, s:I, s:o, "
+	    "s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I}, "
+	    "s:I, s:I}",
 	    "uptime_ms", (json_int_t)(now_ms() - stats.started_ms),
 	    "connections",
 	    "current", (json_int_t)stats.conns_current,

@@ -1494,5 +1494,37 @@ class SemRemovedTest(unittest.TestCase):
         self.assertIn("nsems = 3", out)
 
 
+class ShmRemovedTest(unittest.TestCase):
+    """ipcrm -m of a served segment: the daemon notices (SHM_DEST), answers
+    shm_removed once, attaches the key again (a new PHP segment, with its
+    header) and serves the new one that workers see too."""
+
+    def test_segment_removed_underneath_is_recreated(self):
+        d = Daemon(shms={"default": {"size": "64K"}})
+        self.addCleanup(d.cleanup)
+        d.start()
+        c = d.client()
+        self.addCleanup(c.close)
+        key = "0x%08x" % d.shm_key()
+        self.assertIn("result", c.call({"op": "shm.put", "var": 1,
+                                        "text": "old"}))
+        old = c.call({"op": "shm.stat"})["result"]["shmid"]
+        subprocess.run(["ipcrm", "-M", key], check=True)
+        r = c.call({"op": "shm.get", "var": 1})
+        self.assertEqual(r["error"]["code"], "shm_removed")
+        self.assertIn("was removed underneath the daemon", d.read_log())
+        st = c.call({"op": "shm.stat"})["result"]
+        self.assertNotEqual(st["shmid"], old)
+        self.assertEqual(st["vars"], 0)
+        self.assertIn("result", c.call({"op": "shm.put", "var": 1,
+                                        "text": "new"}))
+        # the key now names the new segment, the one the daemon uses
+        out = subprocess.run(["ipcs", "-m"], capture_output=True,
+                             text=True).stdout
+        ids = [l.split()[1] for l in out.splitlines()
+               if l.startswith(key)]
+        self.assertEqual(ids, [str(st["shmid"])])
+
+
 if __name__ == "__main__":
     ipcb_test.main()
