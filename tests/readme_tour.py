@@ -140,6 +140,23 @@ class ReadmeTour(unittest.TestCase):
                 checked += 1
         self.assertGreater(checked, 3)
 
+    def test_every_config_block_is_accepted(self):
+        """Each ```ini block of the README passes ipcbridge -t (the ftok
+        file it names is swapped for one that exists here)."""
+        with open(README) as f:
+            blocks = re.findall(r"```ini\n(.*?)```", f.read(), re.S)
+        self.assertGreater(len(blocks), 0)
+        d = Daemon()
+        self.addCleanup(d.cleanup)
+        for text in blocks:
+            conf = os.path.join(d.dir, "readme.conf")
+            with open(conf, "w") as f:
+                f.write(text.replace("/etc/ipcbridge.conf", conf))
+            r = subprocess.run([ipcb_test.DAEMON, "-t", "-c", conf],
+                               capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr + "\n" + text)
+            self.assertIn("configuration OK", r.stdout)
+
     @staticmethod
     def stop_all(procs):
         for p in procs:
