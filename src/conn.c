@@ -342,26 +342,43 @@ reserve_out(struct conn *c, size_t n)
 	return 0;
 }
 
-void
-conn_write_raw(struct conn *c, const char *buf, size_t n)
+/*
+ * n bytes at the end of the output for the caller to fill (a blob encoded
+ * straight into place); NULL when the connection is closing or would go
+ * over max_output_bytes (it is then doomed).
+ */
+char *
+conn_append(struct conn *c, size_t n)
 {
+	char *p;
+
 	if (c->closing || c->doomed)
-		return;
+		return NULL;
 	if (c->out_len + n > cfg->max_output_bytes) {
 		log_warnx("conn %llu (uid %d pid %d): %zu bytes of replies "
 		    "unread, over max_output_bytes (%zu); disconnecting",
 		    (unsigned long long)c->serial, (int)c->peer.uid,
 		    (int)c->peer.pid, c->out_len + n, cfg->max_output_bytes);
 		conn_doom(c, "client does not read its replies");
-		return;
+		return NULL;
 	}
 	if (reserve_out(c, n) < 0) {
 		conn_doom(c, "out of memory for output");
-		return;
+		return NULL;
 	}
-	memcpy(c->out + c->out_off + c->out_len, buf, n);
+	p = c->out + c->out_off + c->out_len;
 	c->out_len += n;
 	c->out_appended += n;
+	return p;
+}
+
+void
+conn_write_raw(struct conn *c, const char *buf, size_t n)
+{
+	char *p;
+
+	if ((p = conn_append(c, n)) != NULL)
+		memcpy(p, buf, n);
 }
 
 static int

@@ -283,6 +283,7 @@ void		 conn_accept(int fd);
 void		 conn_close(struct conn *, const char *reason);
 void		 conn_write_json(struct conn *, json_t *);
 void		 conn_write_raw(struct conn *, const char *, size_t);
+char		*conn_append(struct conn *, size_t);
 int		 conn_flush(struct conn *);
 int		 conn_alive(const struct conn *);
 int		 conn_backlogged(const struct conn *);
@@ -323,6 +324,8 @@ struct request {
 enum op_status { OP_DONE, OP_PARKED };
 void	 proto_line(struct conn *, const char *line, size_t len);
 void	 reply_result(struct conn *, json_t *id, json_t *result);
+void	 reply_result_b64(struct conn *, json_t *id, json_t *result,
+	    const char *data, size_t len);
 void	 reply_error(struct conn *, json_t *id, int code, json_t *data,
 	    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 int	 bad_param(struct request *, const char *param, const char *fmt, ...)

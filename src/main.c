@@ -497,11 +497,14 @@ main(int argc, char *argv[])
 	    segments_open(config, err, sizeof(err)) < 0)
 		fatalx("%s", err);
 	journal_restore();	/* what a killed daemon held, before serving */
-	if (listen_open(base, config) < 0)
-		return 1;
-	if (pidfile != NULL && (pidfd = write_pidfile(pidfile)) < 0) {
-		listen_close();
+	/* the pid file before the socket: once clients can connect, it is
+	 * there (and a locked one stops us before we take the socket) */
+	if (pidfile != NULL && (pidfd = write_pidfile(pidfile)) < 0)
 		fatalx("cannot write the pid file; not starting");
+	if (listen_open(base, config) < 0) {
+		if (pidfd >= 0)
+			unlink(pidfile);
+		return 1;
 	}
 	drop_privileges();
 	for (i = 0; signums[i] != 0; i++) {

@@ -255,6 +255,18 @@ php_string_bytes(const char *p, size_t n, const char **str, size_t *len)
 	return 0;
 }
 
+#define BIG_BLOB	(64 * 1024)
+
+/* A big payload that goes out as data_b64: encode it straight into the
+ * output (auto picks base64 for bytes with a NUL; other big auto payloads
+ * take the ordinary path, which checks their UTF-8). */
+static int
+big_binary(const char *data, size_t len, enum encoding enc)
+{
+	return len >= BIG_BLOB && (enc == ENC_BASE64 ||
+	    (enc == ENC_AUTO && memchr(data, '\0', len) != NULL));
+}
+
 /* A PHP variable as the reply: strings as text/base64, the rest as value. */
 static void
 reply_php_var(struct conn *c, json_t *id, struct segment *s,
@@ -269,6 +281,10 @@ reply_php_var(struct conn *c, json_t *id, struct segment *s,
 	res = json_pack("{s:s, s:I, s:I}", "name", s->conf.name, "var",
 	    (json_int_t)a->var, "bytes", (json_int_t)len);
 	if (php_string_bytes(val, len, &str, &slen) == 0) {
+		if (big_binary(str, slen, a->encoding)) {
+			reply_result_b64(c, id, res, str, slen);
+			return;
+		}
 		if (payload_put(res, str, slen, a->encoding) == 0) {
 			reply_result(c, id, res);
 			return;
@@ -318,6 +334,11 @@ run_get(struct conn *c, json_t *id, json_t *req, struct segment *s,
 		}
 		res = json_pack("{s:s, s:I, s:I}", "name", s->conf.name,
 		    "offset", (json_int_t)a->offset, "bytes", (json_int_t)len);
+		if (big_binary(s->shm.addr + a->offset, len, a->encoding)) {
+			reply_result_b64(c, id, res, s->shm.addr + a->offset,
+			    len);
+			return;
+		}
 		if (payload_put(res, s->shm.addr + a->offset, len,
 		    a->encoding) < 0) {
 			json_decref(res);

@@ -96,6 +96,39 @@ reply_result(struct conn *c, json_t *id, json_t *result)
 	write_reply(c, id, "result", result);
 }
 
+/*
+ * A result with a big binary payload: the JSON around it is dumped as
+ * usual, and data_b64 is base64-encoded straight into the output buffer,
+ * never becoming a JSON string (jansson would copy it and scan it byte by
+ * byte). Takes ownership of result, which must not hold data_b64 itself.
+ */
+void
+reply_result_b64(struct conn *c, json_t *id, json_t *result,
+    const char *data, size_t len)
+{
+	static const char key[] = ",\"data_b64\":\"";
+	size_t n = b64_encoded_len(len);
+	json_t *r;
+	char *head, *p;
+	size_t hlen;
+
+	r = json_object();
+	if (id != NULL)
+		json_object_set(r, "id", id);
+	json_object_set_new(r, "result", result);
+	head = json_dumps(r, JSON_COMPACT);
+	json_decref(r);
+	if (head == NULL || (hlen = strlen(head)) < 2)
+		fatalx("out of memory");
+	/* {"id":..,"result":{...}} without its closing "}}" */
+	conn_write_raw(c, head, hlen - 2);
+	free(head);
+	conn_write_raw(c, key, sizeof(key) - 1);
+	if ((p = conn_append(c, n)) != NULL)
+		b64_encode(data, len, p);
+	conn_write_raw(c, "\"}}\n", 4);
+}
+
 /* Send an error reply; takes ownership of data (may be NULL). */
 void
 reply_error(struct conn *c, json_t *id, int code, json_t *data,
