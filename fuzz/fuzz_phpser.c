@@ -11,8 +11,9 @@
  *     same way without an err buffer;
  *   - a decoded value is valid JSON text once dumped (its strings are
  *     UTF-8): json_loads (JSON_ALLOW_NUL) reads back an equal value. It
- *     cannot when an array key holds a NUL byte (jansson refuses \u0000
- *     in keys); FUZZ_ALLOW_NUL_KEYS=1 tolerates that known issue;
+ *     could not when an array key held a NUL byte (jansson refuses
+ *     \u0000 in keys; refused by the decoder since d21b8b4);
+ *     FUZZ_ALLOW_NUL_KEYS=1 tolerates that;
  *   - it has a serialize() form: phpser_encode succeeds, with a NUL after
  *     the text;
  *   - that form decodes again to an equal value (json_equal, extended to
@@ -32,6 +33,18 @@
 #include "daemon.h"
 
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+const char	*__ubsan_default_options(void);
+
+/*
+ * UBSan findings must stop the run, so that libFuzzer keeps the input,
+ * even when the build lets UBSan recover (no -fno-sanitize-recover);
+ * UBSAN_OPTIONS still overrides this.
+ */
+const char *
+__ubsan_default_options(void)
+{
+	return "halt_on_error=1:print_stacktrace=1";
+}
 
 static void fail(const uint8_t *, size_t, const char *, ...)
     __attribute__((format(printf, 3, 4), noreturn));

@@ -26,11 +26,14 @@
  * drained. The writer pauses after each comment line ("#...", which the
  * daemon ignores) to let the loop run; from a line "#noread" on, the
  * client stops reading replies (the daemon's send buffer is 4 KiB and
- * max_output_bytes the smallest allowed, 64 KiB). Invariants, checked with abort() so libFuzzer reports them:
+ * max_output_bytes the smallest allowed, 64 KiB).
+ *
+ * Invariants, checked with abort() so that libFuzzer reports them:
  *
  *   - every reply line is valid JSON to json_loadb (\u0000 is allowed in
- *     strings, JSON_ALLOW_NUL, but jansson never takes it in an object key;
- *     FUZZ_ALLOW_NUL_KEYS=1 tolerates that known issue), an object with exactly
+ *     strings, JSON_ALLOW_NUL, but jansson never takes it in an object
+ *     key; FUZZ_ALLOW_NUL_KEYS=1 tolerates that, which PHP array keys
+ *     caused before d21b8b4), an object with exactly
  *     one of result / error / event and nothing but id besides (events:
  *     event, data, ts_ms); error objects have a known code and a message;
  *     an echoed id is an integer or a string of at most MAX_ID_BYTES;
@@ -49,7 +52,6 @@
  * fuzz/regress_main.c as fuzz/regress_request, which replays files (the
  * corpus and fuzz/regressions/fuzz_request/) under make check.
  */
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <errno.h>
@@ -65,6 +67,18 @@
 #include "daemon.h"
 
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+const char	*__ubsan_default_options(void);
+
+/*
+ * UBSan findings must stop the run, so that libFuzzer keeps the input,
+ * even when the build lets UBSan recover (no -fno-sanitize-recover);
+ * UBSAN_OPTIONS still overrides this.
+ */
+const char *
+__ubsan_default_options(void)
+{
+	return "halt_on_error=1:print_stacktrace=1";
+}
 
 /* main.c's globals, which libdaemon refers to */
 struct event_base *base;
