@@ -25,6 +25,7 @@
 #include <check.h>
 
 #include "ipcbridge.h"
+#include "php_path.h"
 
 struct registry {
 	int	 n;
@@ -1007,40 +1008,6 @@ END_TEST
  * Interop with real PHP: it runs against the same segment and prints what
  * it sees. Skipped when php is not in PATH.
  */
-static const char *
-php_path(void)
-{
-	static char found[PATH_MAX];
-	const char *env = getenv("PHP"), *path, *p, *e;
-	size_t n;
-
-	if (env != NULL && *env == '/' && access(env, X_OK) == 0)
-		return env;
-	if ((path = getenv("PATH")) == NULL)
-		return NULL;
-	for (p = path; *p != '\0'; p = *e ? e + 1 : e) {
-		e = strchr(p, ':');
-		if (e == NULL)
-			e = p + strlen(p);
-		n = (size_t)(e - p);
-		if (n > 0 && n + 5 < sizeof(found)) {
-			memcpy(found, p, n);
-			memcpy(found + n, "/php", 5);
-			if (access(found, X_OK) == 0)
-				return found;
-		}
-	}
-	return NULL;
-}
-
-#define SKIP_WITHOUT_PHP()						\
-	do {								\
-		if (php_path() == NULL) {				\
-			fprintf(stderr, "%s: php not in PATH, skipped\n",	\
-			    __func__);					\
-			return;						\
-		}							\
-	} while (0)
 
 /* Run php -r "$k = key; code", and compare all of its output to want. */
 static void
