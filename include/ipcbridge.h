@@ -71,25 +71,40 @@ int	 ipcb_selector_check(const struct ipcb_selector *sel);
  * semaphore is a kernel set of 3: [0] the lock, [1] the count of open
  * handles (registrations), [2] a gate that makes "read the count, maybe
  * SETVAL the lock" atomic. Every change carries SEM_UNDO, so a process that
- * dies releases what it held.
+ * dies releases what it held. Sets ipcbridge creates have a 4th: the
+ * torn-write marker, raised by writers for as long as they hold the lock
+ * (without SEM_UNDO), so a writer that dies mid-write leaves it up.
  */
 struct ipcb_sem {
 	int	 semid;
 	key_t	 key;
+	int	 nsems;		/* the set's size: 3 (PHP's) or 4 (ours) */
+	int	 torn_marker;	/* the set has the 4th semaphore */
 	int	 registered;	/* this handle added 1 to the usage count */
 	int	 held;		/* times this handle holds the lock */
+	int	 writing;	/* the IPCB_LOCK_* of a held write lock, or 0 */
 };
-/* semget(key, 3, mode|IPC_CREAT) as PHP's sem_get does (create=0: must
- * exist). Returns 0, or a negative errno. */
+/* How a lock is taken (ipcb_sem_lock). */
+#define IPCB_LOCK_READ		0	/* fails -EBADMSG if a writer died */
+#define IPCB_LOCK_WRITE		1	/* the same, and raises the marker */
+#define IPCB_LOCK_REPAIR	2	/* ignores the marker; release clears it */
+/* Create a set of 4 if key is free (create=1), else open it as PHP's
+ * semget(key, 3, mode) does (create=0: must exist). 0 or a negative errno;
+ * -EINVAL: fewer than 3 semaphores. */
 int	 ipcb_sem_open(struct ipcb_sem *, key_t key, int mode, int create);
 /* Register as PHP's sem_get does: gate, usage+1, SETVAL lock=max_acquire
  * only when the usage count is 1 (nobody else registered), release gate. */
 int	 ipcb_sem_register(struct ipcb_sem *, int max_acquire);
-/* Take the lock: timeout_ms 0 = IPC_NOWAIT, < 0 = block, > 0 = semtimedop.
- * -EAGAIN when busy or timed out; -EIDRM/-EINVAL when the set is gone. */
+/* Take the lock: timeout 0 = IPC_NOWAIT, < 0 = block, > 0 = semtimedop.
+ * -EAGAIN when busy or timed out; -EIDRM/-EINVAL when the set is gone;
+ * -EBADMSG when a writer died holding it (the bytes may be torn: only an
+ * IPCB_LOCK_REPAIR lock is granted until one is released). Writers take
+ * IPCB_LOCK_WRITE; ipcb_sem_acquire is a read lock in milliseconds. */
+int	 ipcb_sem_lock(struct ipcb_sem *, int how, long timeout_us);
 int	 ipcb_sem_acquire(struct ipcb_sem *, int timeout_ms);
-int	 ipcb_sem_acquire_us(struct ipcb_sem *, int timeout_us);
 int	 ipcb_sem_release(struct ipcb_sem *);
+/* 1 if a writer died mid-write, 0 if not, -ENOTSUP without the marker. */
+int	 ipcb_sem_torn(const struct ipcb_sem *);
 /* Drop the registration and anything still held, as PHP's handle free. */
 int	 ipcb_sem_close(struct ipcb_sem *);
 /* Current lock value and usage count (for stat). */

@@ -216,8 +216,8 @@ int		 segments_open(const struct config *, char *, size_t);
 int		 segments_reload(const struct config *);
 void		 segments_close(void);
 struct segment	*segment_find(const char *name);
-int		 segment_trylock(struct segment *, int wait_us, int *code, char *,
-		    size_t);
+int		 segment_trylock(struct segment *, int how, int wait_us, int *code,
+		    char *, size_t);
 void		 segment_unlock(struct segment *);
 int		 segment_removed(struct segment *, char *, size_t);
 
@@ -355,6 +355,7 @@ enum op_status	 op_shm_get(struct request *);
 enum op_status	 op_shm_has(struct request *);
 enum op_status	 op_shm_del(struct request *);
 enum op_status	 op_shm_vars(struct request *);
+enum op_status	 op_shm_clear(struct request *);
 enum op_status	 op_shm_stat(struct request *);
 enum op_status	 op_shm_list(struct request *);
 json_t		*queue_stat_json(struct queue *, int *code, char *, size_t);
@@ -385,7 +386,8 @@ struct waiter {
 	int		 slot;		/* put-back: its journal slot or -1 */
 	struct segment	*seg;		/* W_LOCK: the segment, */
 	json_t		*req;		/* the request (owned), */
-	locked_fn	 run;		/* what to do under the lock, */
+	locked_fn	 run;		/* what to do under the lock */
+	int		 how;		/* taken as IPCB_LOCK_*, */
 	void		*arg;		/* with what (owned, free()d) */
 	TAILQ_ENTRY(waiter) qentry;
 	TAILQ_ENTRY(waiter) centry;
@@ -411,7 +413,8 @@ void		 waiter_exit(void);
 int		 payload_put(json_t *, const char *, size_t, enum encoding);
 void		 serve_senders(struct queue *, uint64_t);
 enum op_status	 waiter_lock(struct conn *, json_t *id, json_t *req,
-		    struct segment *, locked_fn, void *arg, int timeout_ms);
+		    struct segment *, int how, locked_fn, void *arg,
+		    int timeout_ms);
 void		 waiter_fail_segment(struct segment *, int code, const char *);
 void		 waiter_kick(void);
 void		 waiter_consumer_acked(struct conn *, long consumer);

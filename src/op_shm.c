@@ -234,7 +234,8 @@ op_shm_put(struct request *r)
 	}
 	a->var = var;
 	a->offset = offset;
-	return waiter_lock(r->conn, r->id, r->req, s, run_put, a, ms);
+	return waiter_lock(r->conn, r->id, r->req, s, IPCB_LOCK_WRITE,
+	    run_put, a, ms);
 }
 
 /* Point at the raw bytes of a serialized PHP string, or fail. */
@@ -385,7 +386,8 @@ op_shm_get(struct request *r)
 	}
 	a->whole = length == NULL;
 	a->length = length ? (size_t)json_integer_value(length) : 0;
-	return waiter_lock(r->conn, r->id, r->req, s, run_get, a, ms);
+	return waiter_lock(r->conn, r->id, r->req, s, IPCB_LOCK_READ,
+	    run_get, a, ms);
 done:
 	free(a);
 	return OP_DONE;
@@ -429,7 +431,9 @@ has_del(struct request *r)
 	size_t off;
 	int ms;
 
-	if ((s = get_segment_for(r, strcmp(r->op, "shm.del") == 0)) == NULL ||
+	int del = strcmp(r->op, "shm.del") == 0;
+
+	if ((s = get_segment_for(r, del)) == NULL ||
 	    get_lock_timeout(r, s, &ms) < 0)
 		return OP_DONE;
 	if (s->conf.format != SHM_PHP)
@@ -441,7 +445,8 @@ has_del(struct request *r)
 		free(var);
 		return OP_DONE;
 	}
-	return waiter_lock(r->conn, r->id, r->req, s, run_has_del, var, ms);
+	return waiter_lock(r->conn, r->id, r->req, s,
+	    del ? IPCB_LOCK_WRITE : IPCB_LOCK_READ, run_has_del, var, ms);
 }
 
 enum op_status
@@ -499,7 +504,45 @@ op_shm_vars(struct request *r)
 	if (s->conf.format != SHM_PHP)
 		return bad_param(r, "name", "segment \"%s\" is raw: it has no "
 		    "variables", s->conf.name);
-	return waiter_lock(r->conn, r->id, r->req, s, run_vars, NULL, ms);
+	return waiter_lock(r->conn, r->id, r->req, s, IPCB_LOCK_READ,
+	    run_vars, NULL, ms);
+}
+
+/*
+ * Empty a segment (a fresh PHP header, or zeros for raw) under a repair
+ * lock, which also clears the torn-write marker: the way back from
+ * corrupt, whether a writer died mid-write or the header is broken.
+ */
+static void
+run_clear(struct conn *c, json_t *id, json_t *req, struct segment *s,
+    void *arg)
+{
+	int torn = ipcb_sem_torn(&s->sem) == 1;
+
+	(void)req; (void)arg;
+	if (s->conf.format == SHM_PHP) {
+		ipcb_php_init(&s->shm);
+		s->corrupt = 0;
+	} else
+		memset(s->shm.addr, 0, s->shm.size);
+	log_info("shm \"%s\" (key 0x%08x): cleared by a client%s",
+	    s->conf.name, (unsigned)s->conf.key,
+	    torn ? "; torn-write marker cleared" : "");
+	reply_result(c, id, json_pack("{s:s, s:b, s:b}", "name", s->conf.name,
+	    "cleared", 1, "was_torn", torn));
+}
+
+enum op_status
+op_shm_clear(struct request *r)
+{
+	struct segment *s;
+	int ms;
+
+	if ((s = get_segment_for(r, 1)) == NULL ||
+	    get_lock_timeout(r, s, &ms) < 0)
+		return OP_DONE;
+	return waiter_lock(r->conn, r->id, r->req, s, IPCB_LOCK_REPAIR,
+	    run_clear, NULL, ms);
 }
 
 /* The kernel's figures for a segment and its semaphore (no lock taken:
@@ -538,7 +581,10 @@ segment_json(struct segment *s)
 	    "lock", lock,
 	    "sem_users", usage,
 	    "waiting", s->nlockers);
-	if (s->conf.format == SHM_PHP) {
+	json_object_set_new(j, "torn_marker", json_boolean(s->sem.torn_marker));
+	if (ipcb_sem_torn(&s->sem) == 1)
+		json_object_set_new(j, "corrupt", json_true());
+	else if (s->conf.format == SHM_PHP) {
 		if (s->corrupt || ipcb_php_usage(&s->shm, &u) < 0)
 			json_object_set_new(j, "corrupt", json_true());
 		else {

@@ -57,6 +57,8 @@ static const struct op ops[] = {
 	    { "lock_timeout_ms", P_INT } } },
 	{ "shm.vars", op_shm_vars, { { "name", P_STR },
 	    { "lock_timeout_ms", P_INT } } },
+	{ "shm.clear", op_shm_clear, { { "name", P_STR },
+	    { "lock_timeout_ms", P_INT } } },
 	{ "shm.stat", op_shm_stat, { { "name", P_STR } } },
 	{ "shm.list", op_shm_list, { { NULL, 0 } } },
 };

@@ -283,21 +283,31 @@ sem_reopen(struct segment *s)
 }
 
 /*
- * Try the lock, waiting at most wait_us (0: not at all): 1 taken, 0 busy,
- * -1 with code/err.
+ * Try the lock (an IPCB_LOCK_* how), waiting at most wait_us (0: not at
+ * all): 1 taken, 0 busy, -1 with code/err. A writer that died holding it
+ * makes every lock but a repair fail with corrupt, loudly.
  */
 int
-segment_trylock(struct segment *s, int wait_us, int *code, char *err,
-    size_t errlen)
+segment_trylock(struct segment *s, int how, int wait_us, int *code,
+    char *err, size_t errlen)
 {
 	int rc;
 
-	rc = wait_us > 0 ? ipcb_sem_acquire_us(&s->sem, wait_us) :
-	    ipcb_sem_acquire(&s->sem, 0);
+	rc = ipcb_sem_lock(&s->sem, how, wait_us);
 	if (rc == 0)
 		return 1;
 	if (rc == -EAGAIN)
 		return 0;
+	if (rc == -EBADMSG) {
+		*code = ERR_CORRUPT;
+		snprintf(err, errlen, "shm \"%s\" (key 0x%08x): a writer died "
+		    "while writing it (the torn-write marker of semaphore "
+		    "key 0x%08x is up): its bytes may be half written; "
+		    "shm.clear empties it and clears the marker", s->conf.name,
+		    (unsigned)s->conf.key, (unsigned)s->conf.sem_key);
+		log_warnx("%s", err);
+		return -1;
+	}
 	*code = rc == -EIDRM || rc == -EINVAL || rc == -EBADF ?
 	    ERR_SEM_REMOVED : ERR_IPC;
 	snprintf(err, errlen, "shm \"%s\": semaphore (key 0x%08x, semid %d): "

@@ -577,10 +577,15 @@ serve_lockers(struct segment *s, uint64_t now)
 	int rc, code = ERR_IPC;
 
 	while ((w = TAILQ_FIRST(&s->lockers)) != NULL) {
-		rc = segment_trylock(s, now - w->since_ms >= STARVE_MS ?
+		rc = segment_trylock(s, w->how, now - w->since_ms >= STARVE_MS ?
 		    LOCK_SLICE_US : 0, &code, err, sizeof(err));
 		if (rc == 0)
 			break;
+		if (rc < 0 && code == ERR_CORRUPT) {
+			/* only this one: a repair behind it may still run */
+			finish(w, 1, NULL, code, err);
+			continue;
+		}
 		if (rc < 0) {
 			waiter_fail_segment(s, code, err);
 			return;
@@ -608,14 +613,14 @@ serve_lockers(struct segment *s, uint64_t now)
 /* Run a segment request under its lock now, or wait in line for it. */
 enum op_status
 waiter_lock(struct conn *c, json_t *id, json_t *req, struct segment *s,
-    locked_fn run, void *arg, int timeout_ms)
+    int how, locked_fn run, void *arg, int timeout_ms)
 {
 	struct waiter *w;
 	char err[512];
 	int rc, code = ERR_IPC;
 
 	if (TAILQ_EMPTY(&s->lockers)) {
-		rc = segment_trylock(s, 0, &code, err, sizeof(err));
+		rc = segment_trylock(s, how, 0, &code, err, sizeof(err));
 		if (rc < 0) {
 			reply_error(c, id, code, NULL, "%s", err);
 			free(arg);
@@ -645,6 +650,7 @@ waiter_lock(struct conn *c, json_t *id, json_t *req, struct segment *s,
 	w->seg = s;
 	w->req = json_incref(req);
 	w->run = run;
+	w->how = how;
 	w->arg = arg;
 	w->since_ms = now_ms();
 	w->deadline_ms = w->since_ms + (uint64_t)timeout_ms;

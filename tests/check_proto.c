@@ -329,7 +329,7 @@ START_TEST(test_reply_shape)
 	ck_assert(json_equal(json_object_get(res, "ops"),
 	    h_json("[\"hello\",\"stats\",\"cancel\",\"queue.send\","
 	    "\"queue.recv\",\"queue.consume\",\"queue.stat\",\"queue.list\","
-	    "\"queue.ack\",\"queue.nack\",\"shm.put\",\"shm.get\",\"shm.has\",\"shm.del\",\"shm.vars\","
+	    "\"queue.ack\",\"queue.nack\",\"shm.put\",\"shm.get\",\"shm.has\",\"shm.del\",\"shm.vars\",\"shm.clear\","
 	    "\"shm.stat\",\"shm.list\"]")));
 	json_object_foreach(json_object_get(res, "limits"), k, v)
 		ck_assert_msg(json_is_integer(v), "limits.%s", k);

@@ -234,18 +234,139 @@ START_TEST(test_open_creates_php_set)
 	ck_assert_int_eq(s.registered, 0);
 	ck_assert_int_eq(s.held, 0);
 	ck_assert_int_eq(semctl(s.semid, 0, IPC_STAT, arg), 0);
-	ck_assert_uint_eq(ds.sem_nsems, 3);
+	/* PHP's 3 and the torn-write marker */
+	ck_assert_uint_eq(ds.sem_nsems, 4);
+	ck_assert_int_eq(s.nsems, 4);
+	ck_assert_int_eq(s.torn_marker, 1);
 	ck_assert_int_eq(ds.sem_perm.mode & 07777, 0640);
 	/* nothing initialised yet: register does that */
 	ck_assert_int_eq(val(s.semid, 0), 0);
 	ck_assert_int_eq(val(s.semid, 1), 0);
 	ck_assert_int_eq(val(s.semid, 2), 0);
+	ck_assert_int_eq(val(s.semid, 3), 0);
 	/* a second open, create or not, finds the same set */
 	id = s.semid;
 	ck_assert_int_eq(ipcb_sem_open(&s, k, 0600, 1), 0);
 	ck_assert_int_eq(s.semid, id);
 	ck_assert_int_eq(ipcb_sem_open(&s, k, 0600, 0), 0);
 	ck_assert_int_eq(s.semid, id);
+}
+END_TEST
+
+/* A set of 3 that PHP made first works, without the marker. */
+START_TEST(test_php_made_set_has_no_marker)
+{
+	struct ipcb_sem s;
+
+	open_new(&s);
+	ck_assert_int_eq(s.nsems, 3);
+	ck_assert_int_eq(s.torn_marker, 0);
+	ck_assert_int_eq(ipcb_sem_register(&s, 1), 0);
+	ck_assert_int_eq(ipcb_sem_torn(&s), -ENOTSUP);
+	ck_assert_int_eq(ipcb_sem_lock(&s, IPCB_LOCK_WRITE, 0), 0);
+	ck_assert_int_eq(val(s.semid, 0), 0);
+	ck_assert_int_eq(ipcb_sem_release(&s), 0);
+	ck_assert_int_eq(val(s.semid, 0), 1);
+	ck_assert_int_eq(ipcb_sem_lock(&s, IPCB_LOCK_REPAIR, 0), 0);
+	ck_assert_int_eq(ipcb_sem_release(&s), 0);
+	ck_assert_int_eq(val(s.semid, 0), 1);
+}
+END_TEST
+
+/* A set of ours, created and registered through the library. */
+static key_t
+open_ours(struct ipcb_sem *s)
+{
+	key_t k = unused_key();
+
+	ck_assert_int_eq(ipcb_sem_open(s, k, 0600, 1), 0);
+	reg_add(s->semid);
+	ck_assert_int_eq(s->torn_marker, 1);
+	ck_assert_int_eq(ipcb_sem_register(s, 1), 0);
+	return k;
+}
+
+/* A live writer raises the marker only while it holds the lock. */
+START_TEST(test_write_lock_raises_marker)
+{
+	struct ipcb_sem a, b;
+	key_t k = open_ours(&a);
+
+	ck_assert_int_eq(ipcb_sem_open(&b, k, 0600, 0), 0);
+	ck_assert_int_eq(ipcb_sem_lock(&a, IPCB_LOCK_WRITE, 0), 0);
+	ck_assert_int_eq(val(a.semid, 0), 0);
+	ck_assert_int_eq(val(a.semid, 3), 1);
+	/* busy, not torn: the writer is alive and holds the lock */
+	ck_assert_int_eq(ipcb_sem_torn(&b), 0);
+	ck_assert_int_eq(ipcb_sem_torn(&a), 0);
+	ck_assert_int_eq(ipcb_sem_lock(&b, IPCB_LOCK_READ, 0), -EAGAIN);
+	ck_assert_int_eq(ipcb_sem_lock(&b, IPCB_LOCK_WRITE, 1000), -EAGAIN);
+	ck_assert_int_eq(ipcb_sem_lock(&a, IPCB_LOCK_WRITE, 0), -EDEADLK);
+	ck_assert_int_eq(ipcb_sem_release(&a), 0);
+	ck_assert_int_eq(val(a.semid, 0), 1);
+	ck_assert_int_eq(val(a.semid, 3), 0);
+	/* readers leave the marker alone */
+	ck_assert_int_eq(ipcb_sem_lock(&b, IPCB_LOCK_READ, 0), 0);
+	ck_assert_int_eq(val(a.semid, 3), 0);
+	ck_assert_int_eq(ipcb_sem_release(&b), 0);
+	ck_assert_int_eq(ipcb_sem_lock(&a, IPCB_LOCK_WRITE, 0), 0);
+	ck_assert_int_eq(ipcb_sem_lock(&a, 7, 0), -EINVAL);
+	/* closing a handle that writes is a finished write */
+	ck_assert_int_eq(ipcb_sem_close(&a), 0);
+	ck_assert_int_eq(val(b.semid, 0), 1);
+	ck_assert_int_eq(val(b.semid, 3), 0);
+	ck_assert_int_eq(ipcb_sem_torn(&b), 0);
+}
+END_TEST
+
+/* Fork a process that takes a write lock on k and dies holding it. */
+static void
+die_writing(key_t k)
+{
+	struct ipcb_sem c;
+	pid_t pid;
+	int w;
+
+	if ((pid = fork()) == 0) {
+		if (ipcb_sem_open(&c, k, 0600, 0) < 0 ||
+		    ipcb_sem_lock(&c, IPCB_LOCK_WRITE, 0) < 0)
+			_exit(1);
+		raise(SIGKILL);
+		_exit(2);
+	}
+	ck_assert_int_ge(pid, 0);
+	w = reap(pid);
+	ck_assert_msg(WIFSIGNALED(w) && WTERMSIG(w) == SIGKILL,
+	    "writer exited with status 0x%x", w);
+}
+
+/* SEM_UNDO gives the lock back, the marker says the bytes may be torn. */
+START_TEST(test_dead_writer_leaves_marker)
+{
+	struct ipcb_sem s;
+	key_t k = open_ours(&s);
+
+	die_writing(k);
+	ck_assert_int_eq(val(s.semid, 0), 1);
+	ck_assert_int_eq(val(s.semid, 3), 1);
+	ck_assert_int_eq(ipcb_sem_torn(&s), 1);
+	ck_assert_int_eq(ipcb_sem_acquire(&s, 0), -EBADMSG);
+	ck_assert_int_eq(ipcb_sem_acquire(&s, 100), -EBADMSG);
+	ck_assert_int_eq(ipcb_sem_lock(&s, IPCB_LOCK_WRITE, 0), -EBADMSG);
+	/* a refused lock is given back, and leaves the marker as it was */
+	ck_assert_int_eq(val(s.semid, 0), 1);
+	ck_assert_int_eq(val(s.semid, 3), 1);
+	ck_assert_int_eq(s.held, 0);
+	ck_assert_int_eq(ipcb_sem_lock(&s, IPCB_LOCK_REPAIR, 0), 0);
+	ck_assert_int_eq(ipcb_sem_torn(&s), 1);
+	ck_assert_int_eq(ipcb_sem_release(&s), 0);
+	ck_assert_int_eq(val(s.semid, 0), 1);
+	ck_assert_int_eq(val(s.semid, 3), 0);
+	ck_assert_int_eq(ipcb_sem_torn(&s), 0);
+	ck_assert_int_eq(ipcb_sem_lock(&s, IPCB_LOCK_WRITE, 0), 0);
+	ck_assert_int_eq(ipcb_sem_release(&s), 0);
+	ck_assert_int_eq(ipcb_sem_acquire(&s, 0), 0);
+	ck_assert_int_eq(ipcb_sem_release(&s), 0);
 }
 END_TEST
 
@@ -739,6 +860,31 @@ START_TEST(test_php_holds)
 }
 END_TEST
 
+/* PHP uses a set of ours as its own, torn marker up or not. */
+START_TEST(test_php_on_our_set)
+{
+	struct ipcb_sem s;
+	struct php p;
+	key_t k;
+
+	SKIP_WITHOUT_PHP();
+	k = open_ours(&s);
+	die_writing(k);
+	php_start(&p, k, "$s = sem_get($k); var_dump(sem_acquire($s));"
+	    "fgets(STDIN); var_dump(sem_release($s)); fgets(STDIN);");
+	php_expect(&p, "bool(true)");
+	assert_values(&s, 0, 2);
+	ck_assert_int_eq(ipcb_sem_lock(&s, IPCB_LOCK_REPAIR, 0), -EAGAIN);
+	php_send(&p);
+	php_expect(&p, "bool(true)");
+	ck_assert_int_eq(ipcb_sem_lock(&s, IPCB_LOCK_REPAIR, 0), 0);
+	ck_assert_int_eq(ipcb_sem_release(&s), 0);
+	php_end(&p);
+	assert_values(&s, 1, 1);
+	ck_assert_int_eq(val(s.semid, 3), 0);
+}
+END_TEST
+
 /* We hold the lock: PHP's sem_get must not reset it, PHP stays out. */
 START_TEST(test_php_sem_get_keeps_lock)
 {
@@ -833,6 +979,8 @@ sem_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_open_creates_php_set);
 	tcase_add_test(tc, test_open_short_set);
+	tcase_add_test(tc, test_php_made_set_has_no_marker);
+	tcase_add_test(tc, test_write_lock_raises_marker);
 	tcase_add_test(tc, test_register_first_sets_lock);
 	tcase_add_test(tc, test_register_rejects);
 	tcase_add_test(tc, test_second_register_keeps_lock);
@@ -853,6 +1001,7 @@ sem_suite(void)
 	tcase_add_test(tc, test_timeout_expires);
 	tcase_add_test(tc, test_wait_then_acquire);
 	tcase_add_test(tc, test_killed_holder_releases);
+	tcase_add_test(tc, test_dead_writer_leaves_marker);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("php");
@@ -863,6 +1012,7 @@ sem_suite(void)
 	tcase_add_test(tc, test_php_sem_get_keeps_lock);
 	tcase_add_test(tc, test_php_first);
 	tcase_add_test(tc, test_php_killed);
+	tcase_add_test(tc, test_php_on_our_set);
 	suite_add_tcase(s, tc);
 	return s;
 }

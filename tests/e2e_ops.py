@@ -93,7 +93,8 @@ class HelloTest(OpsTest):
                                     "queue.stat", "queue.list", "queue.ack",
                                     "queue.nack", "shm.put",
                                     "shm.get", "shm.has", "shm.del",
-                                    "shm.vars", "shm.stat", "shm.list"])
+                                    "shm.vars", "shm.clear", "shm.stat",
+                                    "shm.list"])
         self.assertEqual(h["segments"], ["default"])
         self.assertEqual(h["queues"], ["default", "small", "private"])
         self.assertEqual(h["limits"], {

@@ -1207,6 +1207,11 @@ sem_release($sem);
 ''', self.key())
         self.assertEqual(out, [[{"from": "php"}, {"from": "bridge"}]])
 
+    def test_no_torn_marker_on_php_set(self):
+        # PHP made the semaphore set of 3: no room for the marker
+        self.assertIs(self.stat()["torn_marker"], False)
+        self.assertEqual(self.ok({"op": "shm.clear"})["was_torn"], False)
+
 
 @need_sysv
 class CorruptSegmentTest(ShmTest):
@@ -1248,6 +1253,16 @@ class CorruptSegmentTest(ShmTest):
         self.assertEqual(self.get(1, name="pre")["text"], "fixed")
         self.assertNotIn("corrupt", self.stat("pre"))
 
+    def test_clear_repairs(self):
+        self.err({"op": "shm.get", "name": "pre", "var": 1}, "corrupt")
+        self.assertEqual(self.ok({"op": "shm.clear", "name": "pre"}),
+                         {"name": "pre", "cleared": True, "was_torn": False})
+        head = segment_bytes(self.key("pre"))[:HEAD]
+        self.assertEqual(head, struct.pack("<8sqqqq", b"PHP_SM\0\0", HEAD,
+                                           HEAD, 4096 - HEAD, 4096))
+        self.put(1, name="pre", text="fixed")
+        self.assertEqual(self.get(1, name="pre")["text"], "fixed")
+
     def test_missing_segment_with_create_no(self):
         key = private_key()
         self.ipc_keys += [("-M", key), ("-S", key)]
@@ -1261,6 +1276,122 @@ class CorruptSegmentTest(ShmTest):
             sysv_ipc.SharedMemory(key)
         with self.assertRaises(sysv_ipc.ExistentialError):
             sysv_ipc.Semaphore(key)
+
+
+TORN_WRITER = os.environ.get("IPCBRIDGE_TORN_WRITER", os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "torn_writer"))
+need_torn_writer = unittest.skipUnless(
+    os.access(TORN_WRITER, os.X_OK), "tests/torn_writer not built "
+    "(make check builds it; or set IPCBRIDGE_TORN_WRITER)")
+
+
+@need_torn_writer
+class TornWriteTest(ShmTest):
+    """A C worker dies in the middle of a write (tests/torn_writer takes
+    the write lock through the library, scribbles, SIGKILLs itself): the
+    kernel gives the lock back, the torn-write marker stays up, and the
+    daemon answers corrupt instead of serving half-written bytes until a
+    client clears the segment."""
+    shms = {"default": {"size": 4096},
+            "raw": {"size": 4096, "format": "raw"}}
+
+    def die_writing(self, name, offset, length, byte=ord("X")):
+        r = subprocess.run([TORN_WRITER, str(self.key(name)),
+                            str(self.sem_key(name)), str(offset),
+                            str(length), str(byte)],
+                           capture_output=True, timeout=TIMEOUT)
+        self.assertEqual(r.returncode, -signal.SIGKILL, r.stderr)
+
+    def assert_torn(self, name, reqs):
+        for req in reqs:
+            req["name"] = name
+            e = self.err(req, "corrupt")
+            self.assertIn("a writer died while writing it", e["message"])
+            self.assertIn("shm.clear", e["message"])
+        st = self.stat(name)
+        self.assertIs(st.get("corrupt"), True, st)
+        self.assertEqual(st["lock"], 1)         # SEM_UNDO gave it back
+
+    def test_php_value_half_written(self):
+        self.put(1, text="hello world")
+        self.put(2, value=[1, 2])
+        before = segment_bytes(self.key())
+        # inside var 1's serialized bytes: the chunk chain stays valid,
+        # so only the marker can tell
+        self.die_writing("default", HEAD + 24 + 10, 3)
+        self.assertEqual(segment_bytes(self.key())[HEAD + 34:HEAD + 37],
+                         b"XXX")
+        self.assertNotEqual(segment_bytes(self.key()), before)
+        self.assert_torn("default", [
+            {"op": "shm.get", "var": 1}, {"op": "shm.get", "var": 2},
+            {"op": "shm.put", "var": 3, "text": "x"},
+            {"op": "shm.has", "var": 1}, {"op": "shm.del", "var": 2},
+            {"op": "shm.vars"}])
+        self.assertIn("a writer died while writing it", self.d.read_log())
+        # nothing was written while it was marked
+        self.assertEqual(segment_bytes(self.key())[HEAD + 34:HEAD + 37],
+                         b"XXX")
+        self.assertEqual(self.ok({"op": "shm.clear"}),
+                         {"name": "default", "cleared": True,
+                          "was_torn": True})
+        self.assertIn("torn-write marker cleared", self.d.read_log())
+        self.err({"op": "shm.get", "var": 1}, "not_found")
+        st = self.stat()
+        self.assertNotIn("corrupt", st)
+        self.assertEqual((st["vars"], st["used"]), (0, 0))
+        self.put(1, text="again")
+        self.assertEqual(self.get(1)["text"], "again")
+
+    @need_php
+    def test_php_workers_are_unaffected(self):
+        self.put(1, text="hello world")
+        self.die_writing("default", HEAD + 24 + 10, 3)
+        # PHP knows nothing of the marker: it takes the lock and reads
+        out = self.php(r'''
+[, $key] = $argv;
+$sem = sem_get((int)$key); echo json_encode(sem_acquire($sem)), "\n";
+$s = shm_attach((int)$key);
+echo json_encode(shm_get_var($s, 1)), "\n";
+sem_release($sem);
+''', self.key())
+        # s:11:"hello world"; with bytes 10-12 overwritten
+        self.assertEqual(out, [True, "hellXXXorld"])
+        self.err({"op": "shm.get", "var": 1}, "corrupt")
+
+    def test_raw_half_written(self):
+        self.ok({"op": "shm.put", "name": "raw", "offset": 0,
+                 "text": "abcdefgh"})
+        self.die_writing("raw", 2, 4)
+        self.assert_torn("raw", [
+            {"op": "shm.get", "offset": 0, "length": 8},
+            {"op": "shm.put", "offset": 0, "text": "z"}])
+        self.assertEqual(self.ok({"op": "shm.clear", "name": "raw"}),
+                         {"name": "raw", "cleared": True, "was_torn": True})
+        self.assertEqual(segment_bytes(self.key("raw")), bytes(4096))
+        self.assertEqual(self.ok({"op": "shm.get", "name": "raw",
+                                  "offset": 0, "length": 4})["data_b64"],
+                         "AAAAAA==")
+
+    def test_clean_writes_leave_no_marker(self):
+        for i in range(20):
+            self.put(i % 3, text="v%d" % i)
+        self.assertEqual(self.get(2)["text"], "v17")
+        st = self.stat()
+        self.assertIs(st["torn_marker"], True)
+        self.assertNotIn("corrupt", st)
+        self.assertEqual(self.ok({"op": "shm.clear"})["was_torn"], False)
+
+    def test_clear_waits_for_the_lock(self):
+        self.put(1, text="kept until the holder lets go")
+        h = self.php_hold(self.sem_key()) if PHP else \
+            self.py_hold(self.sem_key())
+        self.c.send({"op": "shm.clear", "id": 7})
+        wait_for(lambda: self.stat()["waiting"] == 1)
+        self.assertIn(b"kept until", segment_bytes(self.key()))
+        h.release()
+        r = self.c.reply()
+        self.assertEqual(r["result"]["cleared"], True, r)
+        self.err({"op": "shm.get", "var": 1}, "not_found")
 
 
 class QueuePayloadTest(ShmTest):
@@ -1453,7 +1584,7 @@ class StatListTest(ShmTest):
         out = subprocess.run(["ipcs", "-s", "-i",
                               str(self.stat("b")["semid"])],
                              capture_output=True, text=True).stdout
-        self.assertIn("nsems = 3", out)
+        self.assertIn("nsems = 4", out)
 
     def test_list(self):
         segs = self.ok({"op": "shm.list"})["segments"]
@@ -1491,7 +1622,7 @@ class SemRemovedTest(unittest.TestCase):
                          ["text"], "after")
         out = subprocess.run(["ipcs", "-s", "-i", str(st["semid"])],
                              capture_output=True, text=True).stdout
-        self.assertIn("nsems = 3", out)
+        self.assertIn("nsems = 4", out)
 
 
 class ShmRemovedTest(unittest.TestCase):

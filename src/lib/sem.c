@@ -8,8 +8,16 @@
  * held and its registration. The lock is only ever SETVAL'd by a register
  * that finds itself the sole user: a SETVAL wipes every holder's undo
  * value, so doing it anywhere else would corrupt the count after a crash.
+ *
+ * ipcbridge creates the set with a 4th semaphore PHP and sysv_ipc never
+ * touch: the torn-write marker. A writer adds 1 to it in the same semop
+ * that takes the lock, without SEM_UNDO, and takes it back in the semop
+ * that releases. A writer that dies mid-write gets the lock undone by the
+ * kernel but leaves the marker up, so whoever takes the lock next sees
+ * that the bytes may be half written. Only a repair lock clears it.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "ipcbridge.h"
@@ -17,7 +25,9 @@
 #define SEM_LOCK	0	/* php-src SYSVSEM_SEM */
 #define SEM_USAGE	1	/* php-src SYSVSEM_USAGE */
 #define SEM_GATE	2	/* php-src SYSVSEM_SETVAL */
-#define SEM_NSEMS	3
+#define SEM_NSEMS	3	/* what PHP creates and asks for */
+#define SEM_TORN	3	/* ours: writers that never released */
+#define SEM_NSEMS_OURS	4
 #define SEM_VMAX	32767	/* SEMVMX: the largest value and undo */
 
 /* glibc leaves the definition of semctl's fourth argument to the caller. */
@@ -39,26 +49,41 @@ semop_retry(int semid, struct sembuf *ops, size_t nops)
 }
 
 /*
- * create=1 is PHP's semget(key, 3, perm|IPC_CREAT): no IPC_EXCL, a new set
- * starts at 0,0,0 and register makes the lock usable. -EINVAL means a set
- * with fewer than 3 semaphores (one sysv_ipc made, say) that PHP cannot use.
+ * create=1 creates a set of 4 (PHP's 3 and the torn-write marker) if the
+ * key is free, else opens what is there as PHP's semget(key, 3, perm)
+ * would. -EINVAL means a set with fewer than 3 semaphores (one sysv_ipc
+ * made, say) that PHP cannot use. A set of 3 (PHP made it first) works
+ * without the marker: sem->torn_marker says which.
  */
 int
 ipcb_sem_open(struct ipcb_sem *sem, key_t key, int mode, int create)
 {
-	int id;
+	union ipcb_semun arg;
+	struct semid_ds ds;
+	int id = -1;
 
 	sem->semid = -1;
 	sem->key = key;
 	sem->registered = 0;
 	sem->held = 0;
-	if (create)
-		id = ipcb_sysv.semget(key, SEM_NSEMS, (mode & 0777) | IPC_CREAT);
-	else
+	sem->writing = 0;
+	sem->torn_marker = 0;
+	if (create) {
+		id = ipcb_sysv.semget(key, SEM_NSEMS_OURS,
+		    (mode & 0777) | IPC_CREAT | IPC_EXCL);
+		if (id < 0 && errno != EEXIST)
+			return -errno;
+	}
+	if (id < 0)
 		id = ipcb_sysv.semget(key, SEM_NSEMS, 0);
 	if (id < 0)
 		return -errno;
+	arg.buf = &ds;
+	if (ipcb_sysv.semctl(id, 0, IPC_STAT, arg) < 0)
+		return -errno;
 	sem->semid = id;
+	sem->nsems = (int)ds.sem_nsems;
+	sem->torn_marker = ds.sem_nsems >= SEM_NSEMS_OURS;
 	return 0;
 }
 
@@ -147,76 +172,161 @@ time_left(const struct timespec *deadline, struct timespec *left)
 	return 1;
 }
 
+/* semop, or semtimedop until deadline when timeout_ns > 0. */
+static int
+semop_until(int semid, struct sembuf *ops, size_t nops, long long timeout_ns)
+{
+	struct timespec deadline, left;
+	int r;
+
+	if (timeout_ns > 0)
+		deadline_after(&deadline, timeout_ns);
+	for (;;) {
+		if (timeout_ns > 0) {
+			if (!time_left(&deadline, &left))
+				return -EAGAIN;
+			r = ipcb_sysv.semtimedop(semid, ops, nops, &left);
+		} else
+			r = ipcb_sysv.semop(semid, ops, nops);
+		if (r == 0)
+			return 0;
+		if (errno != EINTR)
+			return -errno;	/* EAGAIN: busy or timed out */
+	}
+}
+
+/* Give back a lock taken with how, and the marker a writer raised. */
+static int
+unlock(struct ipcb_sem *sem, int how)
+{
+	struct sembuf ops[2] = {
+		{ SEM_LOCK, 1, SEM_UNDO },
+		{ SEM_TORN, -1, IPC_NOWAIT },
+	};
+	union ipcb_semun arg;
+
+	if (how == IPCB_LOCK_REPAIR && sem->torn_marker) {
+		arg.val = 0;	/* nobody holds undo on the marker */
+		if (ipcb_sysv.semctl(sem->semid, SEM_TORN, SETVAL, arg) < 0)
+			return -errno;
+	}
+	if (how == IPCB_LOCK_WRITE && sem->torn_marker &&
+	    semop_retry(sem->semid, ops, 2) != -EAGAIN)
+		return 0;
+	/* a reader, or somebody zeroed the marker under our write lock */
+	return semop_retry(sem->semid, ops, 1);
+}
+
 /*
  * PHP's sem_acquire, {0,-1,SEM_UNDO}, plus a timeout: semtimedop takes a
  * relative time, so an EINTR retry passes only what is left of it. Not
  * re-entrant, like PHP: a second acquire of a max_acquire=1 lock by the
- * same handle waits for itself.
+ * same handle waits for itself. With the marker, a writer raises it in the
+ * same semop, and every lock but a repair checks it once held: holding
+ * the lock, the only raised marker can be ours or a dead writer's.
  */
 static int
-acquire(struct ipcb_sem *sem, long long timeout_ns)
+acquire(struct ipcb_sem *sem, int how, long long timeout_ns)
 {
-	struct sembuf op = { SEM_LOCK, -1, SEM_UNDO };
-	struct timespec deadline, left;
-	int r;
+	struct sembuf ops[2] = {
+		{ SEM_LOCK, -1, SEM_UNDO },
+		{ SEM_TORN, 1, 0 },
+	};
+	int rc, torn, mine;
 
 	if (sem->semid < 0)
 		return -EBADF;
 	if (sem->held >= SEM_VMAX)
 		return -ERANGE;
-	if (timeout_ns > 0)
-		deadline_after(&deadline, timeout_ns);
-	else if (timeout_ns == 0)
-		op.sem_flg |= IPC_NOWAIT;
-	for (;;) {
-		if (timeout_ns > 0) {
-			if (!time_left(&deadline, &left))
-				return -EAGAIN;
-			r = ipcb_sysv.semtimedop(sem->semid, &op, 1, &left);
-		} else
-			r = ipcb_sysv.semop(sem->semid, &op, 1);
-		if (r == 0)
-			break;
-		if (errno != EINTR)
-			return -errno;	/* EAGAIN: busy or timed out */
+	if (how != IPCB_LOCK_READ && sem->writing)
+		return -EDEADLK;	/* one write lock per handle */
+	if (timeout_ns == 0)
+		ops[0].sem_flg |= IPC_NOWAIT;
+	mine = how != IPCB_LOCK_READ && sem->torn_marker;
+	if ((rc = semop_until(sem->semid, ops, mine ? 2 : 1, timeout_ns)) < 0)
+		return rc;
+	if (sem->torn_marker && how != IPCB_LOCK_REPAIR) {
+		torn = ipcb_sysv.semctl(sem->semid, SEM_TORN, GETVAL);
+		if (torn < 0 || torn != mine) {
+			rc = torn < 0 ? -errno : -EBADMSG;
+			(void)unlock(sem, how);
+			return rc;
+		}
 	}
 	sem->held++;
+	if (how != IPCB_LOCK_READ)
+		sem->writing = how;
 	return 0;
+}
+
+int
+ipcb_sem_lock(struct ipcb_sem *sem, int how, long timeout_us)
+{
+	if (how != IPCB_LOCK_READ && how != IPCB_LOCK_WRITE &&
+	    how != IPCB_LOCK_REPAIR)
+		return -EINVAL;
+	return acquire(sem, how, timeout_us < 0 ? -1 : timeout_us * 1000LL);
 }
 
 int
 ipcb_sem_acquire(struct ipcb_sem *sem, int timeout_ms)
 {
-	return acquire(sem, timeout_ms < 0 ? -1 : timeout_ms * 1000000LL);
-}
-
-/* The same with a timeout in microseconds (> 0), for callers that can
- * afford only a very short wait. */
-int
-ipcb_sem_acquire_us(struct ipcb_sem *sem, int timeout_us)
-{
-	return acquire(sem, timeout_us > 0 ? timeout_us * 1000LL : 0);
+	return acquire(sem, IPCB_LOCK_READ,
+	    timeout_ms < 0 ? -1 : timeout_ms * 1000000LL);
 }
 
 /*
  * PHP's sem_release. -EPERM when this handle holds nothing (PHP's "not
  * currently acquired"), even if another handle of the process does: a
- * release that is not ours would break somebody else's exclusion.
+ * release that is not ours would break somebody else's exclusion. A
+ * handle's write lock is the one released first.
  */
 int
 ipcb_sem_release(struct ipcb_sem *sem)
 {
-	struct sembuf op = { SEM_LOCK, 1, SEM_UNDO };
 	int rc;
 
 	if (sem->semid < 0)
 		return -EBADF;
 	if (sem->held <= 0)
 		return -EPERM;
-	if ((rc = semop_retry(sem->semid, &op, 1)) < 0)
+	if ((rc = unlock(sem, sem->writing ? sem->writing :
+	    IPCB_LOCK_READ)) < 0)
 		return rc;
 	sem->held--;
+	sem->writing = 0;
 	return 0;
+}
+
+/*
+ * 1 if a writer died mid-write, 0 if not, -ENOTSUP for a set without the
+ * marker. Holding a write or repair lock, that is a marker above our own
+ * 1; otherwise a marker up while nobody holds the lock (a snapshot: a live
+ * writer's marker reads as 0 because it holds the lock).
+ */
+int
+ipcb_sem_torn(const struct ipcb_sem *sem)
+{
+	unsigned short *vals;
+	union ipcb_semun arg;
+	int rc;
+
+	if (sem->semid < 0)
+		return -EBADF;
+	if (!sem->torn_marker)
+		return -ENOTSUP;
+	/* GETALL: both values from one moment; it fills every semaphore */
+	if ((vals = calloc(sem->nsems, sizeof(*vals))) == NULL)
+		return -ENOMEM;
+	arg.array = vals;
+	if (ipcb_sysv.semctl(sem->semid, 0, GETALL, arg) < 0)
+		rc = -errno;
+	else if (sem->writing)
+		rc = vals[SEM_TORN] > 1;
+	else
+		rc = vals[SEM_TORN] > 0 && vals[SEM_LOCK] > 0;
+	free(vals);
+	return rc;
 }
 
 /*
@@ -234,6 +344,8 @@ ipcb_sem_close(struct ipcb_sem *sem)
 
 	if (sem->semid < 0)
 		return 0;
+	if (sem->writing && unlock(sem, sem->writing) == 0)
+		sem->held--;	/* a closed write is a finished one */
 	if (sem->registered) {
 		/* IPC_NOWAIT: if someone zeroed the count (SETALL, a fork
 		 * that dropped our undo), fail instead of sleeping forever */
@@ -253,6 +365,7 @@ ipcb_sem_close(struct ipcb_sem *sem)
 	sem->semid = -1;
 	sem->registered = 0;
 	sem->held = 0;
+	sem->writing = 0;
 	return rc;
 }
 
