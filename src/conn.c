@@ -405,7 +405,8 @@ flush_out(struct conn *c)
 	ssize_t n;
 
 	while (c->out_len > 0) {
-		n = send(c->fd, c->out + c->out_off, c->out_len, MSG_NOSIGNAL);
+		n = sock_calls.send(c->fd, c->out + c->out_off, c->out_len,
+		    MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -418,6 +419,9 @@ flush_out(struct conn *c)
 		c->out_written += (uint64_t)n;
 		stats.bytes_out += (uint64_t)n;
 	}
+	if (!TAILQ_EMPTY(&c->inflight) &&
+	    TAILQ_FIRST(&c->inflight)->mark <= c->out_written)
+		FAULT_POINT("after_reply");	/* written, slot still held */
 	while ((f = TAILQ_FIRST(&c->inflight)) != NULL &&
 	    f->mark <= c->out_written) {
 		TAILQ_REMOVE(&c->inflight, f, entry);
@@ -481,9 +485,10 @@ conn_track_delivery(struct conn *c, key_t key, const struct ipcb_msg *m,
 		conn_doom(c, strerror(errno));
 		return -1;
 	}
-	if (c->out_written >= c->out_appended)
+	if (c->out_written >= c->out_appended) {
+		FAULT_POINT("after_reply");	/* written, slot still held */
 		journal_release(slot);	/* the reply is out: done */
-	else {
+	} else {
 		if ((f = malloc(sizeof(*f) + len)) == NULL) {
 			waiter_putback_key(key, m, len, slot);
 			conn_doom(c, "out of memory");
@@ -547,7 +552,8 @@ read_cb(evutil_socket_t fd, short ev, void *arg)
 			conn_close(c, "out of memory for input");
 			return;
 		}
-		n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+		n = sock_calls.recv(c->fd, c->in + c->in_len,
+		    c->in_cap - c->in_len, 0);
 		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
 		    errno != EINTR) {
 			conn_close(c, strerror(errno));

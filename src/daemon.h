@@ -276,6 +276,21 @@ uint64_t	 now_ms(void);
 uint64_t	 now_realtime_ms(void);
 uint64_t	 now_us(void);
 
+/* hooks.c: seams for the fault-injection build (src/fault.c) */
+struct sock_calls {
+	ssize_t	 (*recv)(int, void *, size_t, int);
+	ssize_t	 (*send)(int, const void *, size_t, int);
+};
+extern struct sock_calls sock_calls;
+extern void	(*fault_hook)(const char *point);
+/* A named place where a test build may crash the daemon (SIGKILL). */
+#define FAULT_POINT(name) do {						\
+	if (fault_hook != NULL)						\
+		fault_hook(name);					\
+} while (0)
+/* fault.c, only in tests/ipcbridge-fault: reads IPCBRIDGE_FAULT */
+void		 fault_install(void);
+
 /* conn.c: one client's life, line framing and output */
 struct conn;
 extern int	 conns_count;

@@ -518,6 +518,9 @@ main(int argc, char *argv[])
 	if (daemonize)
 		daemonize_done();
 
+#ifdef IPCB_FAULT
+	fault_install();	/* faults count from here: start-up is done */
+#endif
 	event_base_dispatch(base);
 
 	conns_close_all("daemon exiting");	/* puts back what it held */

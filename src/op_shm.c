@@ -147,12 +147,15 @@ run_put(struct conn *c, json_t *id, json_t *req, struct segment *s,
 			    s->conf.name, a->len, a->offset, s->shm.size);
 			return;
 		}
+		FAULT_POINT("after_shm_write");	/* written, lock held */
 		reply_result(c, id, json_pack("{s:s, s:I, s:I}", "name",
 		    s->conf.name, "offset", (json_int_t)a->offset,
 		    "bytes", (json_int_t)a->len));
 		return;
 	}
 	rc = ipcb_php_put(&s->shm, a->var, a->data, a->len);
+	if (rc == 0)
+		FAULT_POINT("after_shm_write");
 	if (rc == -EBADMSG) {
 		corrupt(c, id, s);
 		return;

@@ -315,6 +315,7 @@ queue_send(struct queue *q, const struct ipcb_msg *m, size_t len, char *err,
 	}
 	rc = ipcb_msgq_send(q->msqid, m, len, IPC_NOWAIT);
 	if (rc == 0) {
+		FAULT_POINT("after_msgsnd");
 		stats.msgs_sent++;
 		return ERR__OK;
 	}
@@ -389,6 +390,7 @@ queue_recv(struct queue *q, const struct ipcb_selector *sel,
 	if (n >= 0) {
 		*len = (size_t)n;
 		stats.msgs_received++;
+		FAULT_POINT("after_msgrcv");
 		return 1;
 	}
 	*slot = -1;

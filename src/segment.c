@@ -318,12 +318,20 @@ segment_trylock(struct segment *s, int how, int wait_us, int *code,
 	return -1;
 }
 
+/*
+ * A release that fails would leave the lock held by the daemon for good,
+ * wedging every worker: close the handle (its semop gives back what it
+ * holds, or the set is gone anyway) and open the key again.
+ */
 void
 segment_unlock(struct segment *s)
 {
 	int rc;
 
-	if ((rc = ipcb_sem_release(&s->sem)) < 0)
-		log_warnx("shm \"%s\": releasing the semaphore: %s",
-		    s->conf.name, strerror(-rc));
+	if ((rc = ipcb_sem_release(&s->sem)) == 0)
+		return;
+	log_warnx("shm \"%s\": releasing the semaphore (key 0x%08x, semid "
+	    "%d): %s", s->conf.name, (unsigned)s->conf.sem_key, s->sem.semid,
+	    strerror(-rc));
+	sem_reopen(s);
 }

@@ -211,6 +211,7 @@ waiter_putback(struct queue *q, const struct ipcb_msg *m, size_t len,
 	if (code == ERR__OK) {
 		stats.msgs_sent--;	/* not a new message */
 		stats.putbacks++;
+		FAULT_POINT("after_putback");	/* back, slot still held */
 		journal_release(slot);
 		log_debug("queue \"%s\": put back a type %ld message",
 		    q->conf.name, m->mtype);

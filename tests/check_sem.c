@@ -682,6 +682,39 @@ faulty_semctl(int id, int num, int cmd, ...)
 	return semctl(id, num, cmd, arg);
 }
 
+static int enomem_left;
+
+static int
+enomem_semop(int id, struct sembuf *ops, size_t n)
+{
+	if (enomem_left > 0) {
+		enomem_left--;
+		errno = ENOMEM;
+		return -1;
+	}
+	return semop(id, ops, n);
+}
+
+/* A write release that fails says so and keeps the handle holding (a bug
+ * once reported success, leaving the lock held for good). */
+START_TEST(test_failed_write_release_is_reported)
+{
+	struct ipcb_sem s;
+
+	open_ours(&s);
+	ck_assert_int_eq(ipcb_sem_lock(&s, IPCB_LOCK_WRITE, 0), 0);
+	ipcb_sysv.semop = enomem_semop;
+	enomem_left = 1;
+	ck_assert_int_eq(ipcb_sem_release(&s), -ENOMEM);
+	ipcb_sysv.semop = semop;
+	ck_assert_int_eq(s.held, 1);
+	ck_assert_int_eq(val(s.semid, 0), 0);
+	ck_assert_int_eq(ipcb_sem_release(&s), 0);
+	ck_assert_int_eq(val(s.semid, 0), 1);
+	ck_assert_int_eq(val(s.semid, 3), 0);
+}
+END_TEST
+
 START_TEST(test_eintr_retried)
 {
 	struct ipcb_sem s;
@@ -989,6 +1022,7 @@ sem_suite(void)
 	tcase_add_test(tc, test_close_releases_held);
 	tcase_add_test(tc, test_removed_set);
 	tcase_add_test(tc, test_eintr_retried);
+	tcase_add_test(tc, test_failed_write_release_is_reported);
 	tcase_add_test(tc, test_eintr_keeps_deadline);
 	tcase_add_test(tc, test_register_failure_backs_out);
 	suite_add_tcase(s, tc);

@@ -145,9 +145,13 @@ class Daemon:
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n" + self.extra)
 
-    def start(self, args=()):
+    def start(self, args=(), binary=None, env=None, probe=True):
+        """Start (again, after stop or a kill) on the same config and
+        state_dir; binary and env (added to ours) for a test build.
+        probe=False waits for the "ready on" log line instead of
+        connecting, for tests that count the daemon's socket calls."""
         self.logf = open(self.log, "ab")
-        cmd = [DAEMON, "-c", self.conf, "-v"] + list(args)
+        cmd = [binary or DAEMON, "-c", self.conf, "-v"] + list(args)
         if VALGRIND:
             cmd = ["valgrind", "--quiet", "--error-exitcode=99",
                    "--leak-check=full", "--errors-for-leak-kinds=definite",
@@ -155,12 +159,19 @@ class Daemon:
                    "--log-file=" + os.path.join(self.dir, "valgrind.log")
                    ] + cmd
         self.proc = subprocess.Popen(cmd, stderr=self.logf,
-                                     stdout=self.logf)
+                                     stdout=self.logf,
+                                     env=dict(os.environ, **(env or {})))
         deadline = time.time() + (60 if VALGRIND else 10)
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("daemon exited %d:\n%s" %
                                    (self.proc.returncode, self.read_log()))
+            if not probe:
+                if " ready on " in self.read_log().rsplit(
+                        "--- restart ---", 1)[-1]:
+                    return self
+                time.sleep(0.02)
+                continue
             try:
                 Client(self.sock, timeout=1).close()
                 return self

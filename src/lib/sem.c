@@ -204,6 +204,7 @@ unlock(struct ipcb_sem *sem, int how)
 		{ SEM_TORN, -1, IPC_NOWAIT },
 	};
 	union ipcb_semun arg;
+	int rc;
 
 	if (how == IPCB_LOCK_REPAIR && sem->torn_marker) {
 		arg.val = 0;	/* nobody holds undo on the marker */
@@ -211,8 +212,8 @@ unlock(struct ipcb_sem *sem, int how)
 			return -errno;
 	}
 	if (how == IPCB_LOCK_WRITE && sem->torn_marker &&
-	    semop_retry(sem->semid, ops, 2) != -EAGAIN)
-		return 0;
+	    (rc = semop_retry(sem->semid, ops, 2)) != -EAGAIN)
+		return rc;
 	/* a reader, or somebody zeroed the marker under our write lock */
 	return semop_retry(sem->semid, ops, 1);
 }
