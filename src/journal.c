@@ -76,6 +76,23 @@ journal_free_slots(void)
 	return fd < 0 ? 1 : nfree;	/* no journal: never the bottleneck */
 }
 
+/* Does the journal described by h hold any message? */
+static int
+any_held(const struct jhead *h)
+{
+	struct jstate st;
+	uint64_t i;
+
+	for (i = 0; i < h->nslots; i++) {
+		if (pread(fd, &st, sizeof(st), (off_t)(sizeof(*h) +
+		    i * sizeof(st))) != (ssize_t)sizeof(st))
+			return 0;	/* short file: nothing to restore */
+		if (st.state == SLOT_HELD)
+			return 1;
+	}
+	return 0;
+}
+
 /* Create or reuse state_dir/journal; returns the slots to restore. */
 int
 journal_open(const char *dir, int nslots, char *err, size_t errlen)
@@ -102,7 +119,22 @@ journal_open(const char *dir, int nslots, char *err, size_t errlen)
 	fresh = st.st_size < (off_t)sizeof(h) ||
 	    pread(fd, &h, sizeof(h), 0) != sizeof(h) ||
 	    memcmp(h.magic, JOURNAL_MAGIC, 8) != 0;
-	if (!fresh) {	/* keep the old geometry: slots may be occupied */
+	if (!fresh && (h.nslots != (uint64_t)nslots ||
+	    h.slot_bytes != slot_bytes)) {
+		/* journal_slots or msgmax changed: an empty journal is
+		 * simply made again; one holding messages keeps its shape
+		 * until a start finds it empty */
+		if (!any_held(&h))
+			fresh = 1;
+		else
+			log_warnx("journal %s: holds messages, so it keeps its "
+			    "%llu slots of %llu bytes for this run (configured: "
+			    "%d of %zu); the new size applies once it is empty "
+			    "at a start", path, (unsigned long long)h.nslots,
+			    (unsigned long long)h.slot_bytes, nslots,
+			    slot_bytes);
+	}
+	if (!fresh) {
 		nslots = (int)h.nslots;
 		slot_bytes = (size_t)h.slot_bytes;
 	}

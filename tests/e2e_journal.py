@@ -73,6 +73,45 @@ class JournalTest(DaemonTest):
         self.assertIsNotNone(r["msg"])
 
 
+    def restart_with_slots(self, n, kill=False):
+        if kill:
+            self.d.proc.send_signal(signal.SIGKILL)
+            self.d.proc.wait()
+            self.d.logf.close()
+            self.d.proc = None
+        else:
+            self.d.stop()
+        self.d.server["journal_slots"] = str(n)
+        self.d.write_config()
+        with open(self.d.log, "ab") as f:
+            f.write(b"--- restart ---\n")
+        self.d.start()
+        c = self.d.client()
+        self.addCleanup(c.close)
+        return c, self.d.read_log().rsplit("--- restart ---", 1)[-1]
+
+    def test_new_journal_slots_apply_to_an_empty_journal(self):
+        c, log = self.restart_with_slots(7)
+        self.assertIn("7 slots of", log)
+        for i in range(7):
+            self.send("y%d" % i, client=c)
+        for _ in range(7):
+            self.ok({"op": "queue.recv", "ack": True}, client=c)
+        self.assertEqual(self.messages(c), 0)
+
+    def test_journal_holding_messages_keeps_its_shape(self):
+        self.send("held")
+        self.ok({"op": "queue.recv", "ack": True})
+        c, log = self.restart_with_slots(7, kill=True)
+        self.assertIn("keeps its 4 slots", log)
+        self.assertIn("4 slots of", log)
+        # restored, and the next start (now empty) takes the new size
+        self.assertEqual(self.ok({"op": "queue.recv"}, client=c)["msg"]
+                         ["text"], "held")
+        c, log = self.restart_with_slots(7)
+        self.assertIn("7 slots of", log)
+
+
 class JournalStateDirTest(DaemonTest):
     def test_second_daemon_on_the_same_state_dir_refuses(self):
         other = Daemon(server={"state_dir": self.d.server["state_dir"]})
