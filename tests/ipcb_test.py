@@ -210,9 +210,11 @@ class Daemon:
         if VALGRIND and rc is not None and rc >= 0:
             with open(os.path.join(self.dir, "valgrind.log")) as f:
                 report = f.read()
-            # --track-fds: at a clean exit only valgrind's own log is open
+            # --track-fds: after a clean exit (status 0; a refused
+            # start-up just exits) only valgrind's own log is open
             fds = [b for b in report.split("Open file descriptor")[1:]
-                   if "<inherited from parent>" not in b]
+                   if "<inherited from parent>" not in b] if rc == 0 \
+                else []
             if rc == 99 or fds:
                 subprocess.run(["rm", "-rf", self.dir])
                 raise AssertionError("valgrind found errors%s:\n%s" % (
