@@ -320,6 +320,18 @@ update_events(struct conn *c)
 	c->reading = want;
 }
 
+/*
+ * Handle lines already buffered, on the next loop pass. A timer, never
+ * event_active on the read event: libevent does not put an active event
+ * into epoll, so an event_add before it runs would leave the connection
+ * deaf for good.
+ */
+static void
+kick_input(struct conn *c)
+{
+	evtimer_add(c->resume, &resume_tv);
+}
+
 static int
 reserve_out(struct conn *c, size_t n)
 {
@@ -430,7 +442,7 @@ flush_out(struct conn *c)
 	}
 	if (c->stalled && !conn_backlogged(c)) {
 		c->stalled = 0;
-		event_active(c->rev, EV_READ, 0);	/* lines wait for us */
+		kick_input(c);		/* lines wait for us */
 	}
 	if (c->out_len == 0) {
 		c->out_off = 0;
@@ -579,13 +591,22 @@ read_cb(evutil_socket_t fd, short ev, void *arg)
  * connection with nothing buffered, waiting or unread is closed after
  * idle_timeout_ms. One timer per connection serves both.
  */
+/* Is a line only partly here? Complete lines waiting their turn (behind a
+ * held wait, the backlog or the per-pass limit) do not count. */
+static int
+partial_line(const struct conn *c)
+{
+	return c->discarding ||
+	    (c->in_start < c->in_len && c->in[c->in_len - 1] != '\n');
+}
+
 static void
 arm_timeout(struct conn *c)
 {
 	uint64_t now = now_ms(), due = 0, t;
 	struct timeval tv;
 
-	if (c->in_start < c->in_len || c->discarding) {
+	if (partial_line(c)) {
 		if (c->partial_since == 0)
 			c->partial_since = now;
 	} else
@@ -614,7 +635,8 @@ tmo_cb(evutil_socket_t fd, short ev, void *arg)
 	uint64_t now = now_ms();
 
 	(void)fd; (void)ev;
-	if (c->partial_since != 0 && cfg->partial_line_timeout_ms > 0 &&
+	if (partial_line(c) && c->partial_since != 0 &&
+	    cfg->partial_line_timeout_ms > 0 &&
 	    now - c->partial_since >= (uint64_t)cfg->partial_line_timeout_ms) {
 		log_warnx("conn %llu (uid %d pid %d): a line took over "
 		    "partial_line_timeout_ms (%d); disconnecting",
@@ -644,6 +666,8 @@ resume_cb(evutil_socket_t fd, short ev, void *arg)
 	process_input(c);
 	if (!c->closing)
 		conn_flush(c);
+	if (!c->closing)
+		arm_timeout(c);
 }
 
 static int
@@ -694,7 +718,7 @@ process_input(struct conn *c)
 			 * libevent runs re-activated events before it polls
 			 * again, which would starve everyone else.
 			 */
-			evtimer_add(c->resume, &resume_tv);
+			kick_input(c);
 			break;
 		}
 		if (c->in_scan < c->in_start)
@@ -761,7 +785,7 @@ conn_hold_done(struct conn *c)
 	if (c->closing)
 		return;
 	update_events(c);
-	event_active(c->rev, EV_READ, 0);
+	kick_input(c);
 }
 
 /* After a half-close, close once every reply and wait is done. */

@@ -291,6 +291,10 @@ extern void	(*fault_hook)(const char *point);
 /* fault.c, only in tests/ipcbridge-fault: reads IPCBRIDGE_FAULT */
 void		 fault_install(void);
 
+/* utf8.c: validation by jansson's rules, and cutting on a boundary */
+size_t		 utf8_valid(const char *, size_t);
+size_t		 utf8_prefix(const char *, size_t max);
+
 /* conn.c: one client's life, line framing and output */
 struct conn;
 extern int	 conns_count;
@@ -347,7 +351,7 @@ int	 bad_param(struct request *, const char *param, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
 json_t	*proto_op_names(void);
 void	 send_event(struct conn *, const char *name, json_t *data);
-size_t	 utf8_prefix(const char *, size_t max);
+
 int	 param_encoding(struct request *, int structured, enum encoding *);
 int	 check_access(struct request *, const struct access *, int write,
 	    const char *kind, const char *name);

@@ -496,49 +496,6 @@ lenstr(struct dec *d, size_t *start, size_t *n)
 }
 
 /*
- * The length of the longest valid UTF-8 prefix of s, by jansson's rules:
- * no overlong forms, no surrogates, nothing above U+10FFFF; NUL is fine.
- */
-static size_t
-utf8_valid(const unsigned char *s, size_t n)
-{
-	size_t i = 0, k, need;
-	uint32_t cp, min;
-
-	while (i < n) {
-		if (s[i] < 0x80) {
-			i++;
-			continue;
-		}
-		if (s[i] >= 0xC2 && s[i] <= 0xDF) {
-			need = 1;
-			cp = s[i] & 0x1F;
-			min = 0x80;
-		} else if (s[i] >= 0xE0 && s[i] <= 0xEF) {
-			need = 2;
-			cp = s[i] & 0x0F;
-			min = 0x800;
-		} else if (s[i] >= 0xF0 && s[i] <= 0xF4) {
-			need = 3;
-			cp = s[i] & 0x07;
-			min = 0x10000;
-		} else
-			return i;
-		if (need > n - i - 1)
-			return i;
-		for (k = 1; k <= need; k++) {
-			if ((s[i + k] & 0xC0) != 0x80)
-				return i;
-			cp = cp << 6 | (s[i + k] & 0x3F);
-		}
-		if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-			return i;
-		i += need + 1;
-	}
-	return n;
-}
-
-/*
  * A private copy of the string at start, checked for UTF-8: the input
  * may change under us, the copy cannot. Free it unless it is small.
  */
@@ -556,7 +513,7 @@ str_copy(struct dec *d, size_t start, size_t n, char small[SMALL_STR],
 	}
 	if (n > 0)
 		memcpy(c, d->s + start, n);
-	if ((ok = utf8_valid((unsigned char *)c, n)) != n) {
+	if ((ok = utf8_valid(c, n)) != n) {
 		if (c != small)
 			free(c);
 		fail(d, PHPSER_UNSUPPORTED, "%s is not UTF-8 at offset %zu",

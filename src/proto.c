@@ -178,21 +178,6 @@ send_event(struct conn *c, const char *name, json_t *data)
 	json_decref(e);
 }
 
-/* The longest prefix of s within max bytes that ends on a UTF-8
- * character boundary (s is valid UTF-8: it came from jansson). */
-size_t
-utf8_prefix(const char *s, size_t max)
-{
-	size_t n = strlen(s);
-
-	if (n <= max)
-		return n;
-	n = max;
-	while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-		n--;
-	return n;
-}
-
 /* Refuse (and log) an op the peer's identity does not allow; -1 if so. */
 int
 check_access(struct request *r, const struct access *a, int write,
@@ -362,9 +347,10 @@ proto_line(struct conn *c, const char *line, size_t len)
 	req = json_loadb(line, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
 	    &jerr);
 	if (req == NULL) {
-		if (json_error_code(&jerr) == json_error_invalid_utf8)
+		/* not UTF-8 anywhere in it, even past a syntax error */
+		if ((i = utf8_valid(line, len)) < len)
 			reply_error(c, NULL, ERR_NOT_UTF8,
-			    json_pack("{s:i}", "position", jerr.position),
+			    json_pack("{s:I}", "position", (json_int_t)i),
 			    "request is not valid UTF-8");
 		else
 			reply_error(c, NULL, ERR_PARSE,

@@ -877,28 +877,15 @@ dyn(O, "shm.del of a var already deleted", shm_del_twice)
 dyn(O, "no_space keeps the old value", no_space_keeps_old,
     after=old_value_kept)
 
-# The daemon answers these differently from the documentation today; see
-# the module docstring. The documentation says: "A line that is not valid
-# UTF-8 gets a not_utf8 error." The daemon only says not_utf8 when the JSON
-# parser reaches the bad byte before any syntax error; otherwise the same
-# line gets parse_error.
+# A line that is not UTF-8 gets not_utf8 even when a JSON syntax error comes
+# before its first bad byte (these once got parse_error).
 case(F, "TLS ClientHello", b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03"
      b"\xfc\x8e\x13", E("not_utf8"))
 case(F, "HTTP request line with a Latin-1 path", b"GET /caf\xe9 HTTP/1.1",
      E("not_utf8"))
 case(S, "syntax error before an invalid byte", b'{"op":"hello",}\xff',
      E("not_utf8"))
-KNOWN_BUGS = {
-    "TLS ClientHello":
-        "a line that is not UTF-8 gets parse_error, not not_utf8, when a "
-        "syntax error comes before the first bad byte",
-    "HTTP request line with a Latin-1 path":
-        "a line that is not UTF-8 gets parse_error, not not_utf8, when a "
-        "syntax error comes before the first bad byte",
-    "syntax error before an invalid byte":
-        "a line that is not UTF-8 gets parse_error, not not_utf8, when a "
-        "syntax error comes before the first bad byte",
-}
+KNOWN_BUGS = {}
 
 
 def known_bug(why, racy=False):
@@ -1731,11 +1718,9 @@ class LimitsAbuseTest(Base):
 
 
 
-class KnownBugTest(unittest.TestCase):
-    """Documented behaviour the daemon lacks today. Each test runs on a
-    daemon of its own (the bugs leave connections behind), asserts what
-    the documentation promises, and is reported as a KNOWN BUG while it
-    fails (see known_bug)."""
+class FixedBugTest(unittest.TestCase):
+    """Bugs this suite found, kept as regression tests. Each runs on a
+    daemon of its own (the bugs left connections behind)."""
 
     def daemon(self, **server):
         d = Daemon(server=server)
@@ -1748,12 +1733,6 @@ class KnownBugTest(unittest.TestCase):
         self.addCleanup(c.close)
         return c
 
-    @known_bug("a connection that was paused at the 256 KiB backlog is "
-               "never read again: later requests get no reply and its "
-               "close is never noticed (conn.c flush_out calls event_active "
-               "on the read event, then update_events' event_add is a "
-               "no-op on an active event, so the fd leaves epoll while "
-               "c->reading stays 1)")
     def test_backlog_leaves_the_connection_deaf(self):
         """A client pipelines 1,000 hellos (700 KB of replies), so the
         daemon pauses it at 256 KiB of unsent output; the client then
@@ -1781,8 +1760,6 @@ class KnownBugTest(unittest.TestCase):
             except AssertionError:
                 self.fail("the daemon kept the closed connection open")
 
-    @known_bug("a held wait with later lines buffered behind it is cut by "
-               "partial_line_timeout_ms although every line is complete")
     def test_held_wait_outlives_partial_line_timeout(self):
         """A held receive (no id) that waits longer than
         partial_line_timeout_ms, with a complete line pipelined behind it:
@@ -1802,8 +1779,6 @@ class KnownBugTest(unittest.TestCase):
         self.assertEqual(r, {"result": {"msg": None, "timed_out": True}})
         self.assertEqual(c.reply()["id"], "behind")
 
-    @known_bug("a client whose complete, pipelined lines wait behind the "
-               "256 KiB backlog is cut by partial_line_timeout_ms")
     def test_paused_pipeline_outlives_partial_line_timeout(self):
         """A client pipelines 3,000 hellos (2 MB of replies) and starts
         reading only after twice partial_line_timeout_ms: the daemon pauses
@@ -1821,11 +1796,6 @@ class KnownBugTest(unittest.TestCase):
         except EOFError:
             self.fail("closed after %d of 3000 replies" % (n - 1))
 
-    @known_bug("a client that pipelines more than 64 lines and then waits "
-               "quietly is cut by partial_line_timeout_ms: the turn-by-turn "
-               "path (resume_cb) never clears partial_since; it depends on "
-               "whether the timer fires a millisecond early",
-               racy=True)
     def test_quiet_consumers_after_a_burst_are_not_cut(self):
         """16 clients each pipeline 200 lines (more than one turn of 64),
         the last a queue.consume, read the replies, and wait for events.
