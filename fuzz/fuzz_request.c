@@ -18,6 +18,10 @@
  * the fuzzer (which learns constants from comparisons) reaches the error
  * paths: see FAULT_* below.
  *
+ * Inputs of odd length run with proto_line's data_b64 fast path taken
+ * for every line that has one (proto_big_line = 0; it is normally for
+ * lines of 4 KiB and more, over this harness's max_line_bytes).
+ *
  * Per input: a fresh connection and fresh fake queues; the input is
  * written, the loop runs a bounded number of non-blocking passes (pending
  * timers are fired at once between passes, so parked waits, consumers and
@@ -962,6 +966,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	init_once();
 	fake_reset();
+	/* every other input with proto_line's data_b64 fast path on for
+	 * every line (it is for long lines only, longer than ours) */
+	proto_big_line = size & 1 ? 0 : 4096;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
 	    sv) < 0)
 		fail("socketpair: %s", strerror(errno));

@@ -320,7 +320,16 @@ struct request {
 	json_t		*id;	/* borrowed; NULL when the client sent none */
 	json_t		*req;
 	const char	*op;
+	/* a big data_b64 kept out of the DOM (req holds "" for it): its
+	 * text in the request line, valid only until the handler returns;
+	 * NULL when data_b64, if any, is in req as usual */
+	const char	*b64;
+	size_t		 b64len;
 };
+/* Lines at least this long are searched for a data_b64 to keep out of
+ * the DOM (tests and the fuzzer lower it to reach the fast path). */
+extern size_t	 proto_big_line;
+extern uint64_t	 proto_fast_lines;	/* lines that took that path */
 enum op_status { OP_DONE, OP_PARKED };
 void	 proto_line(struct conn *, const char *line, size_t len);
 void	 reply_result(struct conn *, json_t *id, json_t *result);

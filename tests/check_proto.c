@@ -3,6 +3,7 @@
  * src/conn.c, the op handlers): request decoding and validation, reply
  * shapes, line framing, send/recv and stats.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -748,6 +749,282 @@ START_TEST(test_queue_full_and_too_big)
 }
 END_TEST
 
+/* ---- data_b64 kept out of the DOM (proto_line's fast path) ---- */
+
+/* What a line did: its reply and the message it queued (len -1: none). */
+struct outcome {
+	char	*reply;
+	long	 type;
+	ssize_t	 len;
+	char	 msg[8192];
+};
+
+static void
+run_line(const char *line, size_t big, struct outcome *o)
+{
+	size_t keep = proto_big_line;
+
+	proto_big_line = big;
+	o->reply = h_call(line);
+	proto_big_line = keep;
+	ck_assert_msg(o->reply != NULL, "no reply to %.100s", line);
+	o->len = h_sysv_recv(0, &o->type, o->msg, sizeof(o->msg));
+}
+
+/*
+ * The line gives the same reply, byte for byte, and queues the same
+ * message with the fast path tried (threshold 0) as without it; returns
+ * whether the fast path was taken.
+ */
+static int
+same_both_ways(const char *line)
+{
+	static struct outcome slow, fast;
+	uint64_t before;
+
+	run_line(line, SIZE_MAX, &slow);
+	before = proto_fast_lines;
+	run_line(line, 0, &fast);
+	ck_assert_msg(strcmp(slow.reply, fast.reply) == 0,
+	    "%.120s\n  without the fast path: %s\n  with it: %s", line,
+	    slow.reply, fast.reply);
+	ck_assert_msg(slow.len == fast.len, "%.120s: queued %zd bytes, with "
+	    "the fast path %zd", line, slow.len, fast.len);
+	if (slow.len > 0) {
+		ck_assert_int_eq(slow.type, fast.type);
+		ck_assert_mem_eq(slow.msg, fast.msg, (size_t)slow.len);
+	}
+	return proto_fast_lines > before;
+}
+
+/* 48 bytes 0..47 in base64 */
+#define B64_48	"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKiss" \
+		"LS4v"
+
+START_TEST(test_b64_fast_path_taken)
+{
+	char want[48];
+	int i;
+
+	for (i = 0; i < 48; i++)
+		want[i] = (char)i;
+	ck_assert(same_both_ways("{\"id\":1,\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"" B64_48 "\"}"));
+	/* whitespace around the colon, commas and braces */
+	ck_assert(same_both_ways(" { \"id\" : 1 ,\t\"op\":\"queue.send\" , "
+	    "\"data_b64\"  :\t \"" B64_48 "\"\r , \"type\" : 2 }  "));
+	/* members before and after, nested values to skip */
+	ck_assert(same_both_ways("{\"id\":\"a}\\\"\",\"op\":\"queue.send\","
+	    "\"timeout_ms\":0,\"type\":3,\"data_b64\":\"" B64_48 "\"}"));
+	ck_assert(same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"\"}"));		/* empty */
+
+	/* and what it queued is the decoded bytes */
+	h_call("{\"op\":\"queue.send\",\"type\":9,\"data_b64\":\"" B64_48
+	    "\"}");
+	{
+		char buf[64];
+		long type;
+
+		ck_assert_int_eq(h_sysv_recv(9, &type, buf, sizeof(buf)), 48);
+		ck_assert_mem_eq(buf, want, 48);
+	}
+}
+END_TEST
+
+/* A data_b64 that is not the request's own member is left alone. */
+START_TEST(test_b64_fast_path_nested_or_quoted)
+{
+	/* nested in another object or array */
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"x\":{\"data_b64\":\"" B64_48 "\"}}"));
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"x\":[{\"a\":[]},{\"data_b64\":\"" B64_48 "\"}]}"));
+	ck_assert(!same_both_ways("[{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"" B64_48 "\"}]"));
+	/* nested first, then the request's own: that one is taken */
+	ck_assert(same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"x\":{\"data_b64\":\"" B64_48 "\"},\"data_b64\":\"AAAA\"}"));
+	ck_assert(same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"value\":{\"data_b64\":\"AAAA\"},\"data_b64\":\"" B64_48 "\"}"));
+	/* "data_b64":"..." inside another string */
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"text\":\"\\\"data_b64\\\":\\\"" B64_48 "\\\"\"}"));
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64x\":\"" B64_48 "\"}"));
+	/* a string ending in an escaped backslash, then the real member */
+	ck_assert(same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"id\":\"\\\\\",\"data_b64\":\"" B64_48 "\"}"));
+	/* the key spelled with an escape is the same key to jansson */
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data\\u005fb64\":\"" B64_48 "\"}"));
+	ck_assert(same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"" B64_48 "\",\"data\\u005fb64\":\"AAAA\"}"));
+	/* data_b64 of the wrong type */
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":[\"" B64_48 "\"]}"));
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":48}"));
+	/* and as a value */
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"text\":\"data_b64\"}"));
+}
+END_TEST
+
+START_TEST(test_b64_fast_path_duplicates)
+{
+	const char *r;
+
+	ck_assert(same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"" B64_48 "\",\"data_b64\":\"" B64_48 "\"}"));
+	ck_assert(same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AAAA\",\"data_b64\":\"" B64_48 "\"}"));
+	/* the error is jansson's, at the second key */
+	r = h_call("{\"op\":\"queue.send\",\"type\":2,\"data_b64\":\"" B64_48
+	    "\",\"data_b64\":\"AAAA\"}");
+	ck_assert_ptr_nonnull(strstr(r, "duplicate object key"));
+	ck_assert(same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"" B64_48 "\",\"text\":\"x\"}"));
+	ck_assert(same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"text\":\"x\",\"data_b64\":\"" B64_48 "\"}"));
+}
+END_TEST
+
+/* Escapes, control characters and non-ASCII bytes in the value take the
+ * ordinary path: their errors (or their meaning) are jansson's. */
+START_TEST(test_b64_fast_path_escapes)
+{
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AAEC\\/w==\"}"));	/* "\/" is '/' */
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"\\u0041AAA\"}"));	/* "AAAA" */
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AA\\\"A\"}"));
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AAA\\n\"}"));
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AAA\\u00\"}"));	/* a bad escape */
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AAA\\\\\"}"));
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AA\x01" "A\"}"));	/* control: parse_error */
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AA\tA\"}"));
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AA\xc3\xa9\"}"));	/* UTF-8: bad base64 */
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AA\xff" "A\"}"));	/* not UTF-8 */
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AAAA"));		/* unterminated */
+	/* printable ASCII that is not base64: fast, and invalid_params */
+	ck_assert(same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AA A\"}"));
+	ck_assert(same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AA~\x7f\"}"));
+}
+END_TEST
+
+/* Errors in the rest of the line: the same error at the same position
+ * (jansson never saw the skipped bytes, the position is moved back). */
+START_TEST(test_b64_fast_path_errors_after)
+{
+	static const char *tails[] = {
+		"}}", "", ",}", ",\"type\":tru}", " \"type\":2}", ",\"x\":[}",
+		",\"id\":\"\xff\"}", ",\"id\":1.5e99999}", "}x", ",,}",
+		",\"op\":\"x\"}", ",\"type\":2,\"type\":3}",
+	};
+	char line[512];
+	size_t i;
+
+	for (i = 0; i < sizeof(tails) / sizeof(tails[0]); i++) {
+		snprintf(line, sizeof(line), "{\"id\":4,\"op\":\"queue.send\","
+		    "\"data_b64\":\"" B64_48 "\"%s", tails[i]);
+		same_both_ways(line);
+	}
+	/* a parse error past the skipped bytes points into the line */
+	ck_assert(h_error(h_callj("{\"op\":\"queue.send\",\"data_b64\":\""
+	    B64_48 "\",\"type\":tru}"), NULL, "parse_error") != NULL);
+	{
+		size_t keep = proto_big_line;
+		json_t *d;
+
+		proto_big_line = 0;
+		d = h_error(h_callj("{\"op\":\"queue.send\",\"data_b64\":\""
+		    B64_48 "\",\"type\":tru}"), NULL, "parse_error");
+		proto_big_line = keep;
+		ck_assert_int_eq(int_at(d, "position"), 107);	/* past "tru" */
+	}
+}
+END_TEST
+
+/* One bad character at every position of the value: the same verdict as
+ * without the fast path, which is taken for printable ASCII only. */
+START_TEST(test_b64_fast_path_bad_char_every_position)
+{
+	static const char *bad[] = { "=", "-", "_", " ", "*", "~", "\\\\",
+	    "\\/", "\x01", "\xc3\xa9", "\xff" };
+	static const char head[] = "{\"id\":5,\"op\":\"queue.send\",\"type\":7,"
+	    "\"data_b64\":\"";
+	char val[sizeof(B64_48) + 8], line[256];
+	size_t pos, b, n = sizeof(B64_48) - 1;
+	int fast;
+
+	for (pos = 0; pos < n; pos++) {
+		for (b = 0; b < sizeof(bad) / sizeof(bad[0]); b++) {
+			/* replace the character at pos */
+			memcpy(val, B64_48, pos);
+			strcpy(val + pos, bad[b]);
+			strcat(val, B64_48 + pos + 1);
+			snprintf(line, sizeof(line), "%s%s\"}", head, val);
+			fast = same_both_ways(line);
+			ck_assert_msg(fast == ((unsigned char)bad[b][0] >= 0x20 &&
+			    (unsigned char)bad[b][0] < 0x80 && bad[b][0] != '\\'),
+			    "fast path %s for %s", fast ? "taken" : "not taken",
+			    line);
+			/* and inserted before it */
+			memcpy(val, B64_48, pos);
+			strcpy(val + pos, bad[b]);
+			strcat(val, B64_48 + pos);
+			snprintf(line, sizeof(line), "%s%s\"}", head, val);
+			same_both_ways(line);
+		}
+	}
+}
+END_TEST
+
+/* A real big line, with the threshold as shipped. */
+START_TEST(test_b64_fast_path_big_line)
+{
+	unsigned char bytes[4500];
+	char *line, buf[sizeof(bytes)];
+	size_t i, n;
+	uint64_t before = proto_fast_lines;
+	long type;
+
+	for (i = 0; i < sizeof(bytes); i++)
+		bytes[i] = (unsigned char)(i * 7 + (i >> 8));
+	n = b64_encoded_len(sizeof(bytes));
+	line = malloc(n + 128);
+	ck_assert_ptr_nonnull(line);
+	strcpy(line, "{\"id\":6,\"op\":\"queue.send\",\"type\":4,\"data_b64\":\"");
+	i = strlen(line);
+	b64_encode(bytes, sizeof(bytes), line + i);
+	strcpy(line + i + n, "\"}");
+	ck_assert_uint_ge(strlen(line), proto_big_line);
+	ck_assert_str_eq(h_call(line), "{\"id\":6,\"result\":{\"queue\":"
+	    "\"default\",\"type\":4,\"bytes\":4500}}");
+	ck_assert(proto_fast_lines == before + 1);
+	ck_assert_int_eq(h_sysv_recv(4, &type, buf, sizeof(buf)),
+	    (ssize_t)sizeof(bytes));
+	ck_assert_mem_eq(buf, bytes, sizeof(bytes));
+	/* one bad character deep inside: invalid_params, nothing queued */
+	line[i + 3000] = '.';
+	h_error(h_callj(line), "6", "invalid_params");
+	ck_assert_int_eq(h_qnum(), 0);
+	free(line);
+}
+END_TEST
+
 /* ---- stats ---- */
 
 START_TEST(test_stats_counts_errors_by_code)
@@ -826,6 +1103,17 @@ proto_suite(void)
 	tcase_add_test(tc, test_recv_empty_queue);
 	tcase_add_test(tc, test_queue_full_and_too_big);
 	tcase_add_test(tc, test_stats_counts_errors_by_code);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("b64_fast_path");
+	h_fixtures(tc);
+	tcase_add_test(tc, test_b64_fast_path_taken);
+	tcase_add_test(tc, test_b64_fast_path_nested_or_quoted);
+	tcase_add_test(tc, test_b64_fast_path_duplicates);
+	tcase_add_test(tc, test_b64_fast_path_escapes);
+	tcase_add_test(tc, test_b64_fast_path_errors_after);
+	tcase_add_test(tc, test_b64_fast_path_bad_char_every_position);
+	tcase_add_test(tc, test_b64_fast_path_big_line);
 	suite_add_tcase(s, tc);
 	return s;
 }
