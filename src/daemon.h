@@ -150,6 +150,7 @@ size_t	 b64_encoded_len(size_t n);
 void	 b64_encode(const void *src, size_t n, char *dst);
 size_t	 b64_decoded_max(size_t n);
 ssize_t	 b64_decode(const char *src, size_t n, void *dst);
+extern int b64_simd;		/* 0: no SSSE3 loops even if the CPU has it */
 
 /* phpser.c: PHP serialize() text <-> JSON values */
 /* Encode v as PHP serialize() text into a malloc'd buffer; NULL with err

@@ -439,6 +439,8 @@ START_TEST(test_long_round_trip)
 	char enc[LONG_N / 3 * 4 + 8 + GUARDN], want[sizeof(enc)];
 	size_t n, i, elen;
 
+	b64_simd = _i;
+
 	for (n = 0; n <= LONG_N; n++) {
 		for (i = 0; i < n; i++)
 			src[i] = rng_byte();
@@ -470,6 +472,8 @@ START_TEST(test_long_bad_char_every_position)
 	char enc[LONG_N / 3 * 4 + 8];
 	size_t n = LONG_N - 2, elen, pos, i, b;	/* ends in "xxx=" */
 	ssize_t r, want;
+
+	b64_simd = _i;
 
 	for (i = 0; i < n; i++)
 		src[i] = rng_byte();
@@ -510,6 +514,8 @@ START_TEST(test_long_non_canonical_tail)
 	char enc[LONG_N / 3 * 4 + 8];
 	size_t n, elen, last;
 
+	b64_simd = _i;
+
 	for (n = LONG_N - 3; n <= LONG_N - 2; n++) {	/* "xx==", "xxx=" */
 		memset(src, 0, sizeof(src));
 		elen = b64_encoded_len(n);
@@ -520,6 +526,45 @@ START_TEST(test_long_non_canonical_tail)
 		enc[last] = 'B';
 		ck_assert_msg(b64_decode(enc, elen, out) == -1,
 		    "accepted a set unused bit in \"...%.4s\"", enc + elen - 4);
+	}
+}
+END_TEST
+
+/* Every byte value at positions in the first SSSE3 block, in later
+ * ones, in the scalar groups after them (from 1296) and in the last
+ * group (1316..1319). */
+START_TEST(test_every_byte_at_positions)
+{
+	static const size_t where[] = { 0, 1, 3, 15, 16, 17, 31, 100, 999,
+	    1000, 1279, 1280, 1295, 1296, 1315, 1316, 1317, 1318, 1319 };
+	unsigned char src[988], out[sizeof(src) + GUARDN], ref[sizeof(src)];
+	char enc[1320];
+	size_t n = sizeof(src), elen, w, i;
+	ssize_t r, want;
+	int c;
+
+	b64_simd = _i;
+	for (i = 0; i < n; i++)
+		src[i] = rng_byte();
+	elen = b64_encoded_len(n);		/* 1320, ends in "xx==" */
+	ck_assert_uint_eq(elen, sizeof(enc));
+	b64_encode(src, n, enc);
+	for (w = 0; w < sizeof(where) / sizeof(where[0]); w++) {
+		char keep = enc[where[w]];
+
+		for (c = 0; c < 256; c++) {
+			enc[where[w]] = (char)c;
+			want = ref_decode(enc, elen, ref);
+			memset(out, GUARD, sizeof(out));
+			r = b64_decode(enc, elen, out);
+			ck_assert_msg(r == want, "0x%02x at %zu: got %zd, want "
+			    "%zd", c, where[w], r, want);
+			if (r >= 0)
+				ck_assert_mem_eq(out, ref, (size_t)r);
+			for (i = b64_decoded_max(elen); i < sizeof(out); i++)
+				ck_assert_uint_eq(out[i], GUARD);
+		}
+		enc[where[w]] = keep;
 	}
 }
 END_TEST
@@ -541,7 +586,7 @@ b64_suite(void)
 	tc = tcase_create("round_trip");
 	tcase_add_test(tc, test_all_bytes_round_trip);
 	tcase_add_test(tc, test_short_inputs_round_trip);
-	tcase_add_test(tc, test_long_round_trip);
+	tcase_add_loop_test(tc, test_long_round_trip, 0, 2);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("strict");
@@ -553,8 +598,9 @@ b64_suite(void)
 	tcase_add_test(tc, test_reject_other_bytes);
 	tcase_add_test(tc, test_non_canonical_trailing_bits);
 	tcase_add_test(tc, test_padding_canonical_exhaustive);
-	tcase_add_test(tc, test_long_bad_char_every_position);
-	tcase_add_test(tc, test_long_non_canonical_tail);
+	tcase_add_loop_test(tc, test_long_bad_char_every_position, 0, 2);
+	tcase_add_loop_test(tc, test_long_non_canonical_tail, 0, 2);
+	tcase_add_loop_test(tc, test_every_byte_at_positions, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }
