@@ -749,6 +749,50 @@ START_TEST(test_queue_full_and_too_big)
 }
 END_TEST
 
+/* The send reply is written by hand: byte for byte jansson's, for every
+ * kind of id (escaped ones take jansson's path) and type. */
+START_TEST(test_send_reply_bytes)
+{
+	static const char *ids[] = { NULL, "0", "-1", "7", "9223372036854775807",
+	    "-9223372036854775808", "\"\"", "\"s\"", "\"a/b\"", "\"\\u00e9\"",
+	    "\"\\ud83d\\ude00\"", "\"\\u007f\"", "\"a\\\"b\"", "\"\\\\\"",
+	    "\"\\n\"", "\"\\u0001x\"", "\"\\t\"", "\"<>&'\"",
+	    "\"0123456789012345678901234567890123456789012345678901234567890123\"" };
+	static const char *types[] = { "1", "3", "2147483648",
+	    "9223372036854775807" };
+	char line[256], *want;
+	json_t *exp;
+	size_t i, t;
+	long type;
+	char buf[16];
+
+	for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		for (t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+			if (ids[i] != NULL)
+				snprintf(line, sizeof(line), "{\"id\":%s,\"op\":"
+				    "\"queue.send\",\"type\":%s,\"text\":\"abc\"}",
+				    ids[i], types[t]);
+			else
+				snprintf(line, sizeof(line), "{\"op\":\"queue."
+				    "send\",\"type\":%s,\"text\":\"abc\"}",
+				    types[t]);
+			exp = json_object();
+			if (ids[i] != NULL)
+				json_object_set(exp, "id", h_json(ids[i]));
+			json_object_set_new(exp, "result", json_pack(
+			    "{s:s, s:O, s:i}", "queue", "default", "type",
+			    h_json(types[t]), "bytes", 3));
+			want = json_dumps(exp, JSON_COMPACT);
+			json_decref(exp);
+			ck_assert_str_eq(h_call(line), want);
+			free(want);
+			ck_assert_int_eq(h_sysv_recv(0, &type, buf,
+			    sizeof(buf)), 3);
+		}
+	}
+}
+END_TEST
+
 /* ---- data_b64 kept out of the DOM (proto_line's fast path) ---- */
 
 /* What a line did: its reply and the message it queued (len -1: none). */
@@ -1098,6 +1142,7 @@ proto_suite(void)
 	tc = tcase_create("queue");
 	h_fixtures(tc);
 	tcase_add_test(tc, test_send_recv_text);
+	tcase_add_test(tc, test_send_reply_bytes);
 	tcase_add_test(tc, test_send_recv_binary);
 	tcase_add_test(tc, test_recv_selectors);
 	tcase_add_test(tc, test_recv_empty_queue);
