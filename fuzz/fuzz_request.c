@@ -563,6 +563,7 @@ init_once(void)
 	if (done)
 		return;
 	done = 1;
+	jalloc_install();	/* as the daemon does, before any value */
 	verbose = getenv("FUZZ_VERBOSE") != NULL;
 	allow_nul_keys = getenv("FUZZ_ALLOW_NUL_KEYS") != NULL;
 	log_init(LOG_LVL_WARN);

@@ -152,6 +152,11 @@ size_t	 b64_decoded_max(size_t n);
 ssize_t	 b64_decode(const char *src, size_t n, void *dst);
 extern int b64_simd;		/* 0: no SSSE3 loops even if the CPU has it */
 
+/* jalloc.c: jansson's allocator (free lists for small blocks) */
+void	 jalloc_install(void);
+void	*jalloc_malloc(size_t);
+void	 jalloc_free(void *);
+
 /* phpser.c: PHP serialize() text <-> JSON values */
 /* Encode v as PHP serialize() text into a malloc'd buffer; NULL with err
  * set when v has no PHP equivalent. */

@@ -415,6 +415,7 @@ main(int argc, char *argv[])
 	struct event_config *evcfg;
 	char err[1024];
 
+	jalloc_install();		/* before any jansson value */
 	while ((ch = getopt(argc, argv, "c:dhp:S:tVv")) != -1) {
 		switch (ch) {
 		case 'c':

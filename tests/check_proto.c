@@ -1069,6 +1069,54 @@ START_TEST(test_b64_fast_path_big_line)
 }
 END_TEST
 
+/* ---- jalloc: jansson's free lists ---- */
+
+/* Blocks of every small size, freed and handed out again in a mixed
+ * order: each holds its full size without touching another, blocks go
+ * back to malloc with free() as well, and jalloc_free takes malloc's. */
+START_TEST(test_jalloc_blocks)
+{
+	enum { N = 600 };
+	unsigned char *b[N];
+	size_t len[N], i, j, round;
+	void *p;
+
+	for (i = 0; i < N; i++)
+		b[i] = NULL;
+	for (round = 0; round < 6; round++) {
+		for (i = 0; i < N; i++) {
+			if (b[i] != NULL && (i + round) % 3 != 0)
+				continue;
+			if (b[i] != NULL) {
+				if ((i + round) % 2)
+					jalloc_free(b[i]);
+				else
+					free(b[i]);	/* json_dumps' */
+			}
+			len[i] = (i * 7 + round * 13) % 300;
+			b[i] = jalloc_malloc(len[i]);
+			ck_assert_ptr_nonnull(b[i]);
+			ck_assert_uint_eq((uintptr_t)b[i] % sizeof(void *), 0);
+			memset(b[i], (int)(i & 0xff), len[i]);
+		}
+		for (i = 0; i < N; i++)
+			for (j = 0; j < len[i]; j++)
+				ck_assert_msg(b[i][j] == (unsigned char)(i & 0xff),
+				    "block %zu (%zu bytes) overwritten at %zu",
+				    i, len[i], j);
+	}
+	for (i = 0; i < N; i++)
+		jalloc_free(b[i]);
+	jalloc_free(NULL);
+	p = malloc(24);
+	ck_assert_ptr_nonnull(p);
+	jalloc_free(p);
+	p = malloc(5000);
+	ck_assert_ptr_nonnull(p);
+	jalloc_free(p);
+}
+END_TEST
+
 /* ---- stats ---- */
 
 START_TEST(test_stats_counts_errors_by_code)
@@ -1159,6 +1207,11 @@ proto_suite(void)
 	tcase_add_test(tc, test_b64_fast_path_errors_after);
 	tcase_add_test(tc, test_b64_fast_path_bad_char_every_position);
 	tcase_add_test(tc, test_b64_fast_path_big_line);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("jalloc");
+	h_fixtures(tc);
+	tcase_add_test(tc, test_jalloc_blocks);
 	suite_add_tcase(s, tc);
 	return s;
 }
