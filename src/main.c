@@ -519,7 +519,15 @@ main(int argc, char *argv[])
 	if (daemonize)
 		daemonize_done();
 
-	event_base_dispatch(base);
+	/* one loop pass at a time; replies go out after each (conn.c) */
+	conn_defer_flush = 1;
+	while (!event_base_got_exit(base) && !event_base_got_break(base)) {
+		if (event_base_loop(base, EVLOOP_ONCE) != 0)
+			break;
+		conns_flush_deferred();
+	}
+	conn_defer_flush = 0;
+	conns_flush_deferred();
 
 	conns_close_all("daemon exiting");	/* puts back what it held */
 	event_base_loop(base, EVLOOP_NONBLOCK);	/* run the deferred frees */

@@ -793,6 +793,45 @@ START_TEST(test_send_reply_bytes)
 }
 END_TEST
 
+/* The daemon's way (conn_defer_flush): replies to what a loop pass read
+ * wait for conns_flush_deferred(), on every connection; a connection
+ * closed meanwhile leaves the list. */
+START_TEST(test_deferred_replies)
+{
+	static const char req[] = "{\"id\":1,\"op\":\"queue.send\",\"type\":1,"
+	    "\"text\":\"a\"}\n{\"id\":2,\"op\":\"queue.send\",\"type\":1,"
+	    "\"text\":\"b\"}\n";
+	int c1 = h_connect(), c2 = h_connect(), i;
+	char *line;
+
+	conn_defer_flush = 1;
+	h_write(0, req, sizeof(req) - 1);
+	h_write(c1, req, sizeof(req) - 1);
+	h_write(c2, req, sizeof(req) - 1);
+	for (i = 0; i < 5; i++)
+		event_base_loop(base, EVLOOP_NONBLOCK);
+	ck_assert_int_eq(h_qnum(), 6);		/* all done, */
+	ck_assert_int_eq(h_lines_buffered(0), 0);	/* none answered */
+	ck_assert(!h_has_line(c1));
+	h_close(c2);				/* gone meanwhile */
+	for (i = 0; i < 5; i++)
+		event_base_loop(base, EVLOOP_NONBLOCK);
+	conns_flush_deferred();
+	conn_defer_flush = 0;
+	for (i = 0; i < 2; i++) {
+		line = h_read(0, H_TIMEOUT_MS);
+		ck_assert_ptr_nonnull(line);
+		ck_assert_ptr_nonnull(strstr(line, i ? "\"id\":2" : "\"id\":1"));
+		line = h_read(c1, H_TIMEOUT_MS);
+		ck_assert_ptr_nonnull(line);
+		ck_assert_ptr_nonnull(strstr(line, i ? "\"id\":2" : "\"id\":1"));
+	}
+	/* and immediate again */
+	ck_assert_ptr_nonnull(strstr(h_call("{\"id\":3,\"op\":\"hello\"}"),
+	    "\"id\":3"));
+}
+END_TEST
+
 /* ---- data_b64 kept out of the DOM (proto_line's fast path) ---- */
 
 /* What a line did: its reply and the message it queued (len -1: none). */
@@ -1191,6 +1230,7 @@ proto_suite(void)
 	h_fixtures(tc);
 	tcase_add_test(tc, test_send_recv_text);
 	tcase_add_test(tc, test_send_reply_bytes);
+	tcase_add_test(tc, test_deferred_replies);
 	tcase_add_test(tc, test_send_recv_binary);
 	tcase_add_test(tc, test_recv_selectors);
 	tcase_add_test(tc, test_recv_empty_queue);
