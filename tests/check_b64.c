@@ -537,7 +537,7 @@ START_TEST(test_every_byte_at_positions)
 {
 	static const size_t where[] = { 0, 1, 3, 15, 16, 17, 31, 100, 999,
 	    1000, 1279, 1280, 1295, 1296, 1315, 1316, 1317, 1318, 1319 };
-	unsigned char src[988], out[sizeof(src) + GUARDN], ref[sizeof(src)];
+	unsigned char src[988], out[sizeof(src) + GUARDN], ref[sizeof(src) + 3];
 	char enc[1320];
 	size_t n = sizeof(src), elen, w, i;
 	ssize_t r, want;
