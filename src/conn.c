@@ -21,6 +21,9 @@
 #include <sys/socket.h>
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +32,7 @@
 #include "daemon.h"
 
 #define READ_CHUNK	(64 * 1024)
+#define BIG_BUFFER	(4 * 1024 * 1024)
 #define LINES_PER_READ	64
 
 /* A message delivered into the output buffer but not yet written out. */
@@ -336,6 +340,48 @@ update_events(struct conn *c)
 	c->reading = want;
 }
 
+/*
+ * A buffer of several MiB was freed (a big blob went in or out). glibc
+ * keeps big freed blocks in its heap once it has raised its mmap
+ * threshold, and 16 MiB blobs left tens of MiB resident for good; so once
+ * no big buffer has been freed for TRIM_DELAY_MS, the memory goes back to
+ * the kernel. Not at once: trimming between the blobs of a stream made
+ * each one fault its pages in again (16 MiB puts 30% slower).
+ */
+#define TRIM_DELAY_MS	1000
+
+#ifdef __GLIBC__
+static struct event *trim_ev;
+static struct event_base *trim_base;
+
+static void
+trim_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd; (void)ev; (void)arg;
+	malloc_trim(0);
+}
+#endif
+
+static void
+big_freed(size_t cap)
+{
+#ifdef __GLIBC__
+	static const struct timeval tv = { TRIM_DELAY_MS / 1000,
+	    (TRIM_DELAY_MS % 1000) * 1000 };
+
+	if (cap < BIG_BUFFER)
+		return;
+	if (trim_base != base) {	/* a new loop (tests make several) */
+		if ((trim_ev = evtimer_new(base, trim_cb, NULL)) == NULL)
+			return;
+		trim_base = base;
+	}
+	evtimer_add(trim_ev, &tv);
+#else
+	(void)cap;
+#endif
+}
+
 static int
 reserve_out(struct conn *c, size_t n)
 {
@@ -448,6 +494,7 @@ flush_out(struct conn *c)
 		c->out_off = 0;
 		if (c->out_cap > 4096) {	/* keep only a small one */
 			free(c->out);
+			big_freed(c->out_cap);
 			c->out = NULL;
 			c->out_cap = 0;
 		}
@@ -784,6 +831,7 @@ process_input(struct conn *c)
 		 * costs far less than the read itself) */
 		c->in_start = c->in_scan = c->in_len = 0;
 		free(c->in);
+		big_freed(c->in_cap);
 		c->in = NULL;
 		c->in_cap = 0;
 	}
