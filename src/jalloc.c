@@ -31,6 +31,7 @@
 #endif
 #endif
 
+#ifdef JA_ON
 #define JA_STEP		16
 #define JA_CLASSES	17		/* usable size / 16: 0 .. 256 bytes */
 #define JA_KEEP		256		/* free blocks kept per class */
@@ -41,6 +42,7 @@ struct ja_block {
 
 static struct ja_block *ja_list[JA_CLASSES];
 static unsigned ja_count[JA_CLASSES];
+#endif
 
 void *
 jalloc_malloc(size_t n)
