@@ -1057,7 +1057,7 @@ START_TEST(test_b64_fast_path_bad_char_every_position)
 			/* replace the character at pos */
 			memcpy(val, B64_48, pos);
 			strcpy(val + pos, bad[b]);
-			strcat(val, B64_48 + pos + 1);
+			strcat(val, &B64_48[pos + 1]);
 			snprintf(line, sizeof(line), "%s%s\"}", head, val);
 			fast = same_both_ways(line);
 			ck_assert_msg(fast == ((unsigned char)bad[b][0] >= 0x20 &&
@@ -1067,7 +1067,7 @@ START_TEST(test_b64_fast_path_bad_char_every_position)
 			/* and inserted before it */
 			memcpy(val, B64_48, pos);
 			strcpy(val + pos, bad[b]);
-			strcat(val, B64_48 + pos);
+			strcat(val, &B64_48[pos]);
 			snprintf(line, sizeof(line), "%s%s\"}", head, val);
 			same_both_ways(line);
 		}
