@@ -470,7 +470,7 @@ find_b64(const char *p, size_t len, size_t *start, size_t *n)
 {
 	static const char key[] = "\"data_b64\"";
 	size_t i, k, e;
-	int found = 0;
+	int found = 0, is_b64;
 
 	i = skip_ws(p, 0, len);
 	if (i >= len || p[i] != '{')
@@ -481,7 +481,7 @@ find_b64(const char *p, size_t len, size_t *start, size_t *n)
 	for (;;) {
 		if (i >= len || p[i] != '"' || (k = skip_string(p, i, len)) == 0)
 			return 0;
-		int is_b64 = k - i == sizeof(key) - 1 &&
+		is_b64 = k - i == sizeof(key) - 1 &&
 		    memcmp(p + i, key, sizeof(key) - 1) == 0;
 		i = skip_ws(p, k, len);
 		if (i >= len || p[i] != ':')
