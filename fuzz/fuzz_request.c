@@ -18,6 +18,12 @@
  * the fuzzer (which learns constants from comparisons) reaches the error
  * paths: see FAULT_* below.
  *
+ * Inputs of odd length run with proto_line's data_b64 fast path taken
+ * for every line that has one (proto_big_line = 0; it is normally for
+ * lines of 4 KiB and more, over this harness's max_line_bytes); when bit
+ * 1 of the length is set, replies wait for the end of each loop pass
+ * (conn_defer_flush), as in the daemon.
+ *
  * Per input: a fresh connection and fresh fake queues; the input is
  * written, the loop runs a bounded number of non-blocking passes (pending
  * timers are fired at once between passes, so parked waits, consumers and
@@ -559,6 +565,7 @@ init_once(void)
 	if (done)
 		return;
 	done = 1;
+	jalloc_install();	/* as the daemon does, before any value */
 	verbose = getenv("FUZZ_VERBOSE") != NULL;
 	allow_nul_keys = getenv("FUZZ_ALLOW_NUL_KEYS") != NULL;
 	log_init(LOG_LVL_WARN);
@@ -785,6 +792,14 @@ warp(void)
  * reads the replies, then fires the timers. Stops early once nothing is
  * scheduled and nothing came.
  */
+/* One loop pass, then the replies it deferred, as main() runs them. */
+static void
+pass(void)
+{
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	conns_flush_deferred();
+}
+
 static void
 rounds(int max)
 {
@@ -792,12 +807,12 @@ rounds(int max)
 	int i, fired;
 
 	for (i = 0; i < max; i++) {
-		event_base_loop(base, EVLOOP_NONBLOCK);
+		pass();
 		got = drain_peer();
 		fired = warp();
 		if (got == 0 && fired == 0) {
 			/* one more pass for what became ready meanwhile */
-			event_base_loop(base, EVLOOP_NONBLOCK);
+			pass();
 			got = drain_peer();
 			fired = warp();
 			if (got == 0 && fired == 0)
@@ -962,6 +977,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	init_once();
 	fake_reset();
+	/* every other input with proto_line's data_b64 fast path on for
+	 * every line (it is for long lines only, longer than ours) */
+	proto_big_line = size & 1 ? 0 : 4096;
+	/* and every other pair with replies deferred to the end of a loop
+	 * pass, as the daemon runs (the test harness writes at once) */
+	conn_defer_flush = (size & 2) != 0;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
 	    sv) < 0)
 		fail("socketpair: %s", strerror(errno));
@@ -987,7 +1008,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	shutdown(peer, SHUT_WR);
 	rounds(PHASE2_ROUNDS);
 	for (i = 0; i < FLUSH_ROUNDS; i++) {
-		event_base_loop(base, EVLOOP_NONBLOCK);
+		pass();
 		if (drain_peer() == 0)
 			break;
 	}
@@ -1000,7 +1021,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cut = noread || conns_count == 0;
 	conns_close_all("fuzz: end of input");
 	for (i = 0; i < 4; i++)		/* the deferred frees */
-		event_base_loop(base, EVLOOP_NONBLOCK);
+		pass();
 	/* what did make it out must still be whole lines */
 	noread = 0;
 	drain_peer();

@@ -3,9 +3,16 @@
  *
  * Plain libevent events over our own buffers rather than bufferevents: we
  * read straight into the connection's buffer, search for newlines from
- * where the last search stopped, write replies at once, and arm EV_WRITE
- * only when the socket would block. That is two syscalls per request batch
- * instead of bufferevent's five.
+ * where the last search stopped, write replies once the batch is done, and
+ * arm EV_WRITE only when the socket would block. That is two syscalls per
+ * request batch instead of bufferevent's five.
+ *
+ * In the daemon (conn_defer_flush, set by main) the replies to what was
+ * read go out after the whole loop pass, for every connection that read
+ * something in it (conns_flush_deferred), as Redis does before it sleeps:
+ * with many clients each sending one request, the clients are woken once
+ * per pass instead of once per reply, which bench measured as +58% at
+ * 50x1. Deliveries to waiters and consumers are still written at once.
  *
  * Every close goes through conn_close(), which cancels the connection's
  * waits, puts back any message whose reply never left, and frees the
@@ -14,6 +21,9 @@
 #include <sys/socket.h>
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +32,7 @@
 #include "daemon.h"
 
 #define READ_CHUNK	(64 * 1024)
+#define BIG_BUFFER	(4 * 1024 * 1024)
 #define LINES_PER_READ	64
 
 /* A message delivered into the output buffer but not yet written out. */
@@ -69,9 +80,13 @@ struct conn {
 	struct peer	 peer;
 	TAILQ_HEAD(, inflight) inflight;
 	TAILQ_ENTRY(conn) entry;
+	int		 deferred;	/* on the deferred list */
+	TAILQ_ENTRY(conn) dentry;
 };
 
 static TAILQ_HEAD(, conn) conns = TAILQ_HEAD_INITIALIZER(conns);
+static TAILQ_HEAD(, conn) deferred = TAILQ_HEAD_INITIALIZER(deferred);
+int conn_defer_flush;		/* replies wait for the end of the pass */
 int conns_count;
 static uint64_t next_serial = 1;
 static int shutting_down;
@@ -80,6 +95,7 @@ static const struct timeval resume_tv = { 0, 1 };
 
 static void	read_cb(evutil_socket_t, short, void *);
 static void	resume_cb(evutil_socket_t, short, void *);
+static void	flush_soon(struct conn *);
 static void	tmo_cb(evutil_socket_t, short, void *);
 static void	closer_cb(evutil_socket_t, short, void *);
 static void	conn_doom(struct conn *, const char *);
@@ -225,6 +241,10 @@ conn_close(struct conn *c, const char *reason)
 	close(c->fd);
 	c->fd = -1;
 	TAILQ_REMOVE(&conns, c, entry);
+	if (c->deferred) {
+		TAILQ_REMOVE(&deferred, c, dentry);
+		c->deferred = 0;
+	}
 	conns_count--;
 	stats.conns_current--;
 	if (event_base_once(base, -1, EV_TIMEOUT, free_cb, c, &zero) < 0)
@@ -330,6 +350,48 @@ static void
 kick_input(struct conn *c)
 {
 	evtimer_add(c->resume, &resume_tv);
+}
+
+/*
+ * A buffer of several MiB was freed (a big blob went in or out). glibc
+ * keeps big freed blocks in its heap once it has raised its mmap
+ * threshold, and 16 MiB blobs left tens of MiB resident for good; so once
+ * no big buffer has been freed for TRIM_DELAY_MS, the memory goes back to
+ * the kernel. Not at once: trimming between the blobs of a stream made
+ * each one fault its pages in again (16 MiB puts 30% slower).
+ */
+#define TRIM_DELAY_MS	1000
+
+#ifdef __GLIBC__
+static struct event *trim_ev;
+static struct event_base *trim_base;
+
+static void
+trim_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd; (void)ev; (void)arg;
+	malloc_trim(0);
+}
+#endif
+
+static void
+big_freed(size_t cap)
+{
+#ifdef __GLIBC__
+	static const struct timeval tv = { TRIM_DELAY_MS / 1000,
+	    (TRIM_DELAY_MS % 1000) * 1000 };
+
+	if (cap < BIG_BUFFER)
+		return;
+	if (trim_base != base) {	/* a new loop (tests make several) */
+		if ((trim_ev = evtimer_new(base, trim_cb, NULL)) == NULL)
+			return;
+		trim_base = base;
+	}
+	evtimer_add(trim_ev, &tv);
+#else
+	(void)cap;
+#endif
 }
 
 static int
@@ -448,6 +510,7 @@ flush_out(struct conn *c)
 		c->out_off = 0;
 		if (c->out_cap > 4096) {	/* keep only a small one */
 			free(c->out);
+			big_freed(c->out_cap);
 			c->out = NULL;
 			c->out_cap = 0;
 		}
@@ -550,6 +613,33 @@ reserve_in(struct conn *c)
 	return 0;
 }
 
+/* The replies to what was just read: now, or after the loop pass. */
+static void
+flush_soon(struct conn *c)
+{
+	if (!conn_defer_flush) {
+		conn_flush(c);
+		return;
+	}
+	if (!c->deferred) {
+		c->deferred = 1;
+		TAILQ_INSERT_TAIL(&deferred, c, dentry);
+	}
+}
+
+/* After each loop pass (main): write what the pass produced. */
+void
+conns_flush_deferred(void)
+{
+	struct conn *c;
+
+	while ((c = TAILQ_FIRST(&deferred)) != NULL) {
+		TAILQ_REMOVE(&deferred, c, dentry);
+		c->deferred = 0;
+		conn_flush(c);
+	}
+}
+
 static void
 read_cb(evutil_socket_t fd, short ev, void *arg)
 {
@@ -580,7 +670,7 @@ read_cb(evutil_socket_t fd, short ev, void *arg)
 	}
 	process_input(c);
 	if (!c->closing)
-		conn_flush(c);
+		flush_soon(c);
 	if (!c->closing)
 		arm_timeout(c);
 }
@@ -665,7 +755,7 @@ resume_cb(evutil_socket_t fd, short ev, void *arg)
 	(void)fd; (void)ev;
 	process_input(c);
 	if (!c->closing)
-		conn_flush(c);
+		flush_soon(c);
 	if (!c->closing)
 		arm_timeout(c);
 }
@@ -771,6 +861,7 @@ process_input(struct conn *c)
 		 * costs far less than the read itself) */
 		c->in_start = c->in_scan = c->in_len = 0;
 		free(c->in);
+		big_freed(c->in_cap);
 		c->in = NULL;
 		c->in_cap = 0;
 	}

@@ -150,6 +150,12 @@ size_t	 b64_encoded_len(size_t n);
 void	 b64_encode(const void *src, size_t n, char *dst);
 size_t	 b64_decoded_max(size_t n);
 ssize_t	 b64_decode(const char *src, size_t n, void *dst);
+extern int b64_simd;		/* 0: no SSSE3 loops even if the CPU has it */
+
+/* jalloc.c: jansson's allocator (free lists for small blocks) */
+void	 jalloc_install(void);
+void	*jalloc_malloc(size_t);
+void	 jalloc_free(void *);
 
 /* phpser.c: PHP serialize() text <-> JSON values */
 /* Encode v as PHP serialize() text into a malloc'd buffer; NULL with err
@@ -304,6 +310,8 @@ void		 conn_write_json(struct conn *, json_t *);
 void		 conn_write_raw(struct conn *, const char *, size_t);
 char		*conn_append(struct conn *, size_t);
 int		 conn_flush(struct conn *);
+extern int	 conn_defer_flush;
+void		 conns_flush_deferred(void);
 int		 conn_alive(const struct conn *);
 int		 conn_backlogged(const struct conn *);
 void		 conn_hold_done(struct conn *);
@@ -339,7 +347,16 @@ struct request {
 	json_t		*id;	/* borrowed; NULL when the client sent none */
 	json_t		*req;
 	const char	*op;
+	/* a big data_b64 kept out of the DOM (req holds "" for it): its
+	 * text in the request line, valid only until the handler returns;
+	 * NULL when data_b64, if any, is in req as usual */
+	const char	*b64;
+	size_t		 b64len;
 };
+/* Lines at least this long are searched for a data_b64 to keep out of
+ * the DOM (tests and the fuzzer lower it to reach the fast path). */
+extern size_t	 proto_big_line;
+extern uint64_t	 proto_fast_lines;	/* lines that took that path */
 enum op_status { OP_DONE, OP_PARKED };
 void	 proto_line(struct conn *, const char *line, size_t len);
 void	 reply_result(struct conn *, json_t *id, json_t *result);

@@ -415,6 +415,7 @@ main(int argc, char *argv[])
 	struct event_config *evcfg;
 	char err[1024];
 
+	jalloc_install();		/* before any jansson value */
 	while ((ch = getopt(argc, argv, "c:dhp:S:tVv")) != -1) {
 		switch (ch) {
 		case 'c':
@@ -521,7 +522,15 @@ main(int argc, char *argv[])
 #ifdef IPCB_FAULT
 	fault_install();	/* faults count from here: start-up is done */
 #endif
-	event_base_dispatch(base);
+	/* one loop pass at a time; replies go out after each (conn.c) */
+	conn_defer_flush = 1;
+	while (!event_base_got_exit(base) && !event_base_got_break(base)) {
+		if (event_base_loop(base, EVLOOP_ONCE) != 0)
+			break;
+		conns_flush_deferred();
+	}
+	conn_defer_flush = 0;
+	conns_flush_deferred();
 
 	conns_close_all("daemon exiting");	/* puts back what it held */
 	event_base_loop(base, EVLOOP_NONBLOCK);	/* run the deferred frees */

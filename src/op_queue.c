@@ -171,6 +171,83 @@ send_result(struct queue *q, long type, size_t len)
 	    "type", (json_int_t)type, "bytes", (json_int_t)len);
 }
 
+/* Does jansson's compact dump write this string as it is? (It escapes
+ * only '"', '\\' and control characters; the text is valid UTF-8.) */
+static int
+json_plain(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if ((unsigned char)s[i] < 0x20 || s[i] == '"' || s[i] == '\\')
+			return 0;
+	}
+	return 1;
+}
+
+static char *
+put_int(char *p, long long v)
+{
+	unsigned long long u = v < 0 ? 0 - (unsigned long long)v :
+	    (unsigned long long)v;
+	char tmp[24];
+	int i = 0;
+
+	do
+		tmp[i++] = (char)('0' + u % 10);
+	while ((u /= 10) != 0);
+	if (v < 0)
+		*p++ = '-';
+	while (i > 0)
+		*p++ = tmp[--i];
+	return p;
+}
+
+#define PUT(p, lit)	(memcpy(p, lit, sizeof(lit) - 1), (p) + sizeof(lit) - 1)
+
+/*
+ * The reply to a send, the commonest reply there is: written straight
+ * into the output, byte for byte what reply_result(send_result()) writes
+ * (a JSON object and jansson's dump cost more than the send itself).
+ * Ids and names that jansson would escape take that path instead.
+ */
+static void
+reply_sent(struct conn *c, json_t *id, struct queue *q, long type,
+    size_t len)
+{
+	const char *name = q->conf.name;
+	size_t nlen = strlen(name);
+	char buf[256 + MAX_ID_BYTES], *p = buf;
+
+	if (nlen > 128 || !json_plain(name, nlen) || (id != NULL &&
+	    !json_is_integer(id) && !(json_is_string(id) &&
+	    json_string_length(id) <= MAX_ID_BYTES &&
+	    json_plain(json_string_value(id), json_string_length(id))))) {
+		reply_result(c, id, send_result(q, type, len));
+		return;
+	}
+	p = PUT(p, "{");
+	if (id != NULL && json_is_integer(id)) {
+		p = PUT(p, "\"id\":");
+		p = put_int(p, json_integer_value(id));
+		p = PUT(p, ",");
+	} else if (id != NULL) {
+		p = PUT(p, "\"id\":\"");
+		memcpy(p, json_string_value(id), json_string_length(id));
+		p += json_string_length(id);
+		p = PUT(p, "\",");
+	}
+	p = PUT(p, "\"result\":{\"queue\":\"");
+	memcpy(p, name, nlen);
+	p += nlen;
+	p = PUT(p, "\",\"type\":");
+	p = put_int(p, type);
+	p = PUT(p, ",\"bytes\":");
+	p = put_int(p, (long long)len);
+	p = PUT(p, "}}\n");
+	conn_write_raw(c, buf, (size_t)(p - buf));
+}
+
 enum op_status
 op_queue_send(struct request *r)
 {
@@ -201,7 +278,7 @@ op_queue_send(struct request *r)
 		    "(earlier messages are waiting for room)", q->conf.name);
 	}
 	if (code == ERR__OK) {
-		reply_result(r->conn, r->id, send_result(q, m->mtype, len));
+		reply_sent(r->conn, r->id, q, m->mtype, len);
 		free(m);
 		return OP_DONE;
 	}

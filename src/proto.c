@@ -8,6 +8,7 @@
  * reply_error(), or park the request and reply later through the same path.
  */
 #include <stdarg.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "daemon.h"
@@ -241,7 +242,8 @@ param_bytes(struct request *r, size_t head, size_t tail, size_t max,
 {
 	json_t *text = json_object_get(r->req, "text");
 	json_t *b64 = json_object_get(r->req, "data_b64");
-	size_t n;
+	const char *bs = NULL;
+	size_t n, bn = 0;
 	ssize_t dn;
 
 	*buf = NULL;
@@ -251,8 +253,12 @@ param_bytes(struct request *r, size_t head, size_t tail, size_t max,
 		    json_object_get(r->req, "value") ? " or value" : "");
 		return -1;
 	}
-	n = text ? json_string_length(text) :
-	    b64_decoded_max(json_string_length(b64));
+	if (b64 != NULL) {
+		/* the text itself, or kept out of the DOM by proto_line */
+		bs = r->b64 ? r->b64 : json_string_value(b64);
+		bn = r->b64 ? r->b64len : json_string_length(b64);
+	}
+	n = text ? json_string_length(text) : b64_decoded_max(bn);
 	if (text != NULL && n > max) {
 		reply_error(r->conn, r->id, ERR_MSG_TOO_BIG,
 		    json_pack("{s:I, s:I}", "bytes", (json_int_t)n,
@@ -269,8 +275,7 @@ param_bytes(struct request *r, size_t head, size_t tail, size_t max,
 		*len = n;
 		return 0;
 	}
-	dn = b64_decode(json_string_value(b64), json_string_length(b64),
-	    *buf + head);
+	dn = b64_decode(bs, bn, *buf + head);
 	if (dn < 0) {
 		free(*buf);
 		*buf = NULL;
@@ -335,17 +340,235 @@ id_ok(json_t *id)
 	return json_is_string(id) && json_string_length(id) <= MAX_ID_BYTES;
 }
 
+/*
+ * Big blobs out of the DOM. jansson reads a string byte by byte and copies
+ * it, which made a 1 MiB shm.put spend most of its time in the parser and
+ * hold the blob three times over. A base64 value needs no escapes, so in
+ * a long line the top-level "data_b64" string is found by a structural
+ * scan, jansson parses the line without that string's contents (it sees
+ * "data_b64":"" and validates everything else as usual), and the handler
+ * decodes the text straight from the line into its own buffer.
+ *
+ * Strictness is unchanged, because the fast path is taken only when the
+ * skipped bytes are exactly what jansson would have put in the string:
+ * printable ASCII with no backslash (control characters, bytes >= 0x80
+ * and escapes all take the ordinary path, so their errors are jansson's).
+ * Skipping them changes no other token, so jansson's verdict on the rest
+ * (syntax, duplicate keys, types, UTF-8) is the same; error positions
+ * past the skipped bytes are moved back to where they are in the line.
+ */
+size_t proto_big_line = 4096;
+uint64_t proto_fast_lines;	/* parsed with data_b64 left out */
+
+static size_t
+skip_ws(const char *p, size_t i, size_t len)
+{
+	while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' ||
+	    p[i] == '\r'))
+		i++;
+	return i;
+}
+
+/* p[i] is '"': the index just past the closing quote, or 0. */
+static size_t
+skip_string(const char *p, size_t i, size_t len)
+{
+	for (i++; i < len; i++) {
+		if (p[i] == '"')
+			return i + 1;
+		if (p[i] == '\\')
+			i++;
+	}
+	return 0;
+}
+
+/* Past one value of any kind (brackets are only counted: whatever is
+ * wrong in there, jansson reports it before the skipped string), or 0. */
+static size_t
+skip_value(const char *p, size_t i, size_t len)
+{
+	size_t depth = 0, start = i;
+
+	while (i < len) {
+		switch (p[i]) {
+		case '"':
+			if ((i = skip_string(p, i, len)) == 0)
+				return 0;
+			if (depth == 0)
+				return i;
+			continue;
+		case '{':
+		case '[':
+			depth++;
+			break;
+		case '}':
+		case ']':
+			if (depth == 0)
+				return i > start ? i : 0;
+			if (--depth == 0)
+				return i + 1;
+			break;
+		case ',':
+		case ' ':
+		case '\t':
+		case '\r':
+		case '\n':
+			if (depth == 0)
+				return i > start ? i : 0;
+			break;
+		}
+		i++;
+	}
+	return depth == 0 && i > start ? i : 0;
+}
+
+typedef signed char v16sc __attribute__((vector_size(16)));
+
+/* From i, the first byte that a base64 string cannot hold as is: '"',
+ * '\\', a control character or a byte >= 0x80 (negative as signed). */
+static size_t
+plain_run(const char *p, size_t i, size_t len)
+{
+	uint64_t lo, hi;
+	v16sc v, bad;
+
+	for (; i + 16 <= len; i += 16) {
+		memcpy(&v, p + i, 16);
+		bad = (v < 0x20) | (v == '"') | (v == '\\');
+		memcpy(&lo, &bad, 8);
+		memcpy(&hi, (char *)&bad + 8, 8);
+		if (lo | hi)
+			break;
+	}
+	for (; i < len; i++) {
+		if ((signed char)p[i] < 0x20 || p[i] == '"' || p[i] == '\\')
+			break;
+	}
+	return i;
+}
+
+/*
+ * The contents of the top-level "data_b64" string of an object, if it is
+ * plain (see above): *start and *n; else 0. The scan follows the JSON
+ * grammar only as far as telling strings, keys and nesting apart.
+ */
+static int
+find_b64(const char *p, size_t len, size_t *start, size_t *n)
+{
+	static const char key[] = "\"data_b64\"";
+	size_t i, k, e;
+	int found = 0, is_b64;
+
+	i = skip_ws(p, 0, len);
+	if (i >= len || p[i] != '{')
+		return 0;
+	i = skip_ws(p, i + 1, len);
+	if (i < len && p[i] == '}')
+		return 0;
+	for (;;) {
+		if (i >= len || p[i] != '"' || (k = skip_string(p, i, len)) == 0)
+			return 0;
+		is_b64 = k - i == sizeof(key) - 1 &&
+		    memcmp(p + i, key, sizeof(key) - 1) == 0;
+		i = skip_ws(p, k, len);
+		if (i >= len || p[i] != ':')
+			return 0;
+		i = skip_ws(p, i + 1, len);
+		if (is_b64 && !found && i < len && p[i] == '"') {
+			e = plain_run(p, i + 1, len);
+			if (e >= len || p[e] != '"')
+				return 0;	/* an escape, or worse */
+			*start = i + 1;
+			*n = e - (i + 1);
+			found = 1;
+			i = e + 1;
+		} else if ((i = skip_value(p, i, len)) == 0)
+			return 0;
+		i = skip_ws(p, i, len);
+		if (i < len && p[i] == ',') {
+			i = skip_ws(p, i + 1, len);
+			continue;
+		}
+		if (i < len && p[i] == '}')
+			return found;
+		return 0;
+	}
+}
+
+/* The line without the bytes [cut, cut + cutlen), for jansson. */
+struct line_src {
+	const char	*p;
+	size_t		 len, pos, cut, cutlen;
+	int		 skipped;
+};
+
+static size_t
+line_read(void *buf, size_t buflen, void *arg)
+{
+	struct line_src *s = arg;
+	size_t n;
+
+	if (!s->skipped && s->pos == s->cut) {
+		s->pos += s->cutlen;
+		s->skipped = 1;
+	}
+	n = (s->skipped ? s->len : s->cut) - s->pos;
+	if (n > buflen)
+		n = buflen;
+	memcpy(buf, s->p + s->pos, n);
+	s->pos += n;
+	return n;		/* 0: the end */
+}
+
+/* Parse a long line with its data_b64 string left out; NULL with
+ * *fallback set when the line takes the ordinary path after all. */
+static json_t *
+load_big(const char *line, size_t len, json_error_t *jerr,
+    const char **b64, size_t *b64len, int *fallback)
+{
+	struct line_src src = { line, len, 0, 0, 0, 0 };
+	json_t *req, *v;
+
+	*fallback = 1;
+	if (!find_b64(line, len, &src.cut, &src.cutlen))
+		return NULL;
+	*fallback = 0;
+	proto_fast_lines++;
+	req = json_load_callback(line_read, &src, JSON_DECODE_ANY |
+	    JSON_REJECT_DUPLICATES, jerr);
+	if (req == NULL) {
+		if (jerr->position > (int)src.cut)
+			jerr->position += (int)src.cutlen;
+		return NULL;
+	}
+	v = json_object_get(req, "data_b64");
+	if (!json_is_string(v) || json_string_length(v) != 0) {
+		/* cannot happen: the scan found the top-level member */
+		json_decref(req);
+		*fallback = 1;
+		return NULL;
+	}
+	*b64 = line + src.cut;
+	*b64len = src.cutlen;
+	return req;
+}
+
 void
 proto_line(struct conn *c, const char *line, size_t len)
 {
 	struct request r;
 	json_error_t jerr;
-	json_t *req, *op;
-	size_t i;
+	json_t *req = NULL, *op;
+	const char *b64 = NULL;
+	size_t i, b64len = 0;
+	int fallback = 1;
 
 	stats.requests++;
-	req = json_loadb(line, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
-	    &jerr);
+	if (len >= proto_big_line)
+		req = load_big(line, len, &jerr, &b64, &b64len, &fallback);
+	if (fallback)
+		req = json_loadb(line, len, JSON_DECODE_ANY |
+		    JSON_REJECT_DUPLICATES, &jerr);
 	if (req == NULL) {
 		/* not UTF-8 anywhere in it, even past a syntax error */
 		if ((i = utf8_valid(line, len)) < len)
@@ -361,6 +584,8 @@ proto_line(struct conn *c, const char *line, size_t len)
 	memset(&r, 0, sizeof(r));
 	r.conn = c;
 	r.req = req;
+	r.b64 = b64;
+	r.b64len = b64len;
 	if (!json_is_object(req)) {
 		reply_error(c, NULL, ERR_INVALID_REQUEST, NULL,
 		    "a request is a JSON object, like {\"op\":\"hello\"}");

@@ -5,6 +5,7 @@
  * whitespace, no URL alphabet, no '=' except as final padding, and the
  * unused bits of the last group must be zero.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -336,6 +337,238 @@ START_TEST(test_padding_canonical_exhaustive)
 }
 END_TEST
 
+/*
+ * The table-driven coder against a plain one (the first version of
+ * b64.c, one character at a time), over inputs long enough for the bulk
+ * loops: 6-byte encoder steps, and decoder blocks of 64 groups whose
+ * alphabet check runs once per block.
+ */
+static int
+ref_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	return c == '+' ? 62 : c == '/' ? 63 : 64;
+}
+
+static ssize_t
+ref_decode(const char *src, size_t n, unsigned char *d)
+{
+	const unsigned char *s = (const unsigned char *)src;
+	size_t g, out = 0;
+	int a, b, c, e;
+
+	if (n % 4 != 0)
+		return -1;
+	for (g = 0; g < n / 4; g++, s += 4) {
+		a = ref_value(s[0]);
+		b = ref_value(s[1]);
+		if (a > 63 || b > 63)
+			return -1;
+		if (g == n / 4 - 1 && s[3] == '=') {
+			if (s[2] == '=') {
+				if (b & 15)
+					return -1;
+				d[out++] = (unsigned char)(a << 2 | b >> 4);
+				return (ssize_t)out;
+			}
+			c = ref_value(s[2]);
+			if (c > 63 || (c & 3))
+				return -1;
+			d[out++] = (unsigned char)(a << 2 | b >> 4);
+			d[out++] = (unsigned char)(b << 4 | c >> 2);
+			return (ssize_t)out;
+		}
+		c = ref_value(s[2]);
+		e = ref_value(s[3]);
+		if (c > 63 || e > 63)
+			return -1;
+		d[out++] = (unsigned char)(a << 2 | b >> 4);
+		d[out++] = (unsigned char)(b << 4 | c >> 2);
+		d[out++] = (unsigned char)(c << 6 | e);
+	}
+	return (ssize_t)out;
+}
+
+static void
+ref_encode(const unsigned char *s, size_t n, char *d)
+{
+	static const char al[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t i;
+	uint32_t v;
+
+	for (i = 0; i + 3 <= n; i += 3) {
+		v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
+		*d++ = al[v >> 18];
+		*d++ = al[(v >> 12) & 63];
+		*d++ = al[(v >> 6) & 63];
+		*d++ = al[v & 63];
+	}
+	if (i == n)
+		return;
+	v = (uint32_t)s[i] << 16 | (n - i == 2 ? (uint32_t)s[i + 1] << 8 : 0);
+	*d++ = al[v >> 18];
+	*d++ = al[(v >> 12) & 63];
+	*d++ = n - i == 2 ? al[(v >> 6) & 63] : '=';
+	*d++ = '=';
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static unsigned char
+rng_byte(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (unsigned char)(rng_state >> 24);
+}
+
+#define LONG_N	1000		/* bytes: 1336 characters, 334 groups */
+
+/* Every length up to LONG_N, random bytes: the same text as the plain
+ * encoder, exactly b64_encoded_len bytes written, and back again. */
+START_TEST(test_long_round_trip)
+{
+	unsigned char src[LONG_N], back[LONG_N + GUARDN];
+	char enc[LONG_N / 3 * 4 + 8 + GUARDN], want[sizeof(enc)];
+	size_t n, i, elen;
+
+	b64_simd = _i;
+
+	for (n = 0; n <= LONG_N; n++) {
+		for (i = 0; i < n; i++)
+			src[i] = rng_byte();
+		elen = b64_encoded_len(n);
+		memset(enc, GUARD, sizeof(enc));
+		b64_encode(src, n, enc);
+		ref_encode(src, n, want);
+		ck_assert_msg(memcmp(enc, want, elen) == 0,
+		    "encoding of %zu bytes differs from the plain encoder", n);
+		ck_assert_msg((unsigned char)enc[elen] == GUARD,
+		    "b64_encode(%zu bytes) wrote past its length", n);
+		memset(back, GUARD, sizeof(back));
+		ck_assert_int_eq(b64_decode(enc, elen, back), (ssize_t)n);
+		ck_assert_mem_eq(back, src, n);
+		for (i = n; i < n + GUARDN; i++)
+			ck_assert_uint_eq(back[i], GUARD);
+	}
+}
+END_TEST
+
+/* A bad character at every position of a long text (every group, both
+ * sides of each 64-group block): rejected exactly as the plain decoder
+ * rejects it, never written past b64_decoded_max. */
+START_TEST(test_long_bad_char_every_position)
+{
+	static const char bad[] = { '=', '-', '_', ' ', '\n', '\0', '.', '"',
+	    '\\', (char)0x80, (char)0xff, '*' };
+	unsigned char src[LONG_N], out[LONG_N + GUARDN], ref[LONG_N];
+	char enc[LONG_N / 3 * 4 + 8];
+	size_t n = LONG_N - 2, elen, pos, i, b;	/* ends in "xxx=" */
+	ssize_t r, want;
+
+	b64_simd = _i;
+
+	for (i = 0; i < n; i++)
+		src[i] = rng_byte();
+	elen = b64_encoded_len(n);
+	b64_encode(src, n, enc);
+	for (pos = 0; pos < elen; pos++) {
+		for (b = 0; b < sizeof(bad); b++) {
+			char keep = enc[pos];
+
+			if (bad[b] == keep)
+				continue;
+			enc[pos] = bad[b];
+			want = ref_decode(enc, elen, ref);
+			memset(out, GUARD, sizeof(out));
+			r = b64_decode(enc, elen, out);
+			ck_assert_msg(r == want, "0x%02x at %zu of %zu: got %zd, "
+			    "want %zd", (unsigned char)bad[b], pos, elen, r,
+			    want);
+			ck_assert_msg(want == -1 || (bad[b] == '=' &&
+			    pos >= elen - 2), "the plain decoder took 0x%02x "
+			    "at %zu", (unsigned char)bad[b], pos);
+			for (i = b64_decoded_max(elen); i < sizeof(out); i++)
+				ck_assert_msg(out[i] == GUARD, "wrote past "
+				    "b64_decoded_max with 0x%02x at %zu",
+				    (unsigned char)bad[b], pos);
+			enc[pos] = keep;
+		}
+	}
+	ck_assert_int_eq(b64_decode(enc, elen, out), (ssize_t)n);
+	ck_assert_mem_eq(out, src, n);
+}
+END_TEST
+
+/* Non-canonical trailing bits after a long run of full groups. */
+START_TEST(test_long_non_canonical_tail)
+{
+	unsigned char src[LONG_N], out[LONG_N + GUARDN];
+	char enc[LONG_N / 3 * 4 + 8];
+	size_t n, elen, last;
+
+	b64_simd = _i;
+
+	for (n = LONG_N - 3; n <= LONG_N - 2; n++) {	/* "xx==", "xxx=" */
+		memset(src, 0, sizeof(src));
+		elen = b64_encoded_len(n);
+		b64_encode(src, n, enc);
+		ck_assert_int_eq(b64_decode(enc, elen, out), (ssize_t)n);
+		/* the last character before the padding: set an unused bit */
+		last = n % 3 == 1 ? elen - 3 : elen - 2;
+		enc[last] = 'B';
+		ck_assert_msg(b64_decode(enc, elen, out) == -1,
+		    "accepted a set unused bit in \"...%.4s\"", enc + elen - 4);
+	}
+}
+END_TEST
+
+/* Every byte value at positions in the first SSSE3 block, in later
+ * ones, in the scalar groups after them (from 1296) and in the last
+ * group (1316..1319). */
+START_TEST(test_every_byte_at_positions)
+{
+	static const size_t where[] = { 0, 1, 3, 15, 16, 17, 31, 100, 999,
+	    1000, 1279, 1280, 1295, 1296, 1315, 1316, 1317, 1318, 1319 };
+	unsigned char src[988], out[sizeof(src) + GUARDN], ref[sizeof(src) + 3];
+	char enc[1320];
+	size_t n = sizeof(src), elen, w, i;
+	ssize_t r, want;
+	int c;
+
+	b64_simd = _i;
+	for (i = 0; i < n; i++)
+		src[i] = rng_byte();
+	elen = b64_encoded_len(n);		/* 1320, ends in "xx==" */
+	ck_assert_uint_eq(elen, sizeof(enc));
+	b64_encode(src, n, enc);
+	for (w = 0; w < sizeof(where) / sizeof(where[0]); w++) {
+		char keep = enc[where[w]];
+
+		for (c = 0; c < 256; c++) {
+			enc[where[w]] = (char)c;
+			want = ref_decode(enc, elen, ref);
+			memset(out, GUARD, sizeof(out));
+			r = b64_decode(enc, elen, out);
+			ck_assert_msg(r == want, "0x%02x at %zu: got %zd, want "
+			    "%zd", c, where[w], r, want);
+			if (r >= 0)
+				ck_assert_mem_eq(out, ref, (size_t)r);
+			for (i = b64_decoded_max(elen); i < sizeof(out); i++)
+				ck_assert_uint_eq(out[i], GUARD);
+		}
+		enc[where[w]] = keep;
+	}
+}
+END_TEST
+
 static Suite *
 b64_suite(void)
 {
@@ -353,6 +586,7 @@ b64_suite(void)
 	tc = tcase_create("round_trip");
 	tcase_add_test(tc, test_all_bytes_round_trip);
 	tcase_add_test(tc, test_short_inputs_round_trip);
+	tcase_add_loop_test(tc, test_long_round_trip, 0, 2);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("strict");
@@ -364,6 +598,9 @@ b64_suite(void)
 	tcase_add_test(tc, test_reject_other_bytes);
 	tcase_add_test(tc, test_non_canonical_trailing_bits);
 	tcase_add_test(tc, test_padding_canonical_exhaustive);
+	tcase_add_loop_test(tc, test_long_bad_char_every_position, 0, 2);
+	tcase_add_loop_test(tc, test_long_non_canonical_tail, 0, 2);
+	tcase_add_loop_test(tc, test_every_byte_at_positions, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -3,6 +3,7 @@
  * src/conn.c, the op handlers): request decoding and validation, reply
  * shapes, line framing, send/recv and stats.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -748,6 +749,413 @@ START_TEST(test_queue_full_and_too_big)
 }
 END_TEST
 
+/* The send reply is written by hand: byte for byte jansson's, for every
+ * kind of id (escaped ones take jansson's path) and type. */
+START_TEST(test_send_reply_bytes)
+{
+	static const char *ids[] = { NULL, "0", "-1", "7", "9223372036854775807",
+	    "-9223372036854775808", "\"\"", "\"s\"", "\"a/b\"", "\"\\u00e9\"",
+	    "\"\\ud83d\\ude00\"", "\"\\u007f\"", "\"a\\\"b\"", "\"\\\\\"",
+	    "\"\\n\"", "\"\\u0001x\"", "\"\\t\"", "\"<>&'\"",
+	    "\"0123456789012345678901234567890123456789012345678901234567890123\"" };
+	static const char *types[] = { "1", "3", "2147483648",
+	    "9223372036854775807" };
+	char line[256], *want;
+	json_t *exp;
+	size_t i, t;
+	long type;
+	char buf[16];
+
+	for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		for (t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+			if (ids[i] != NULL)
+				snprintf(line, sizeof(line), "{\"id\":%s,\"op\":"
+				    "\"queue.send\",\"type\":%s,\"text\":\"abc\"}",
+				    ids[i], types[t]);
+			else
+				snprintf(line, sizeof(line), "{\"op\":\"queue."
+				    "send\",\"type\":%s,\"text\":\"abc\"}",
+				    types[t]);
+			exp = json_object();
+			if (ids[i] != NULL)
+				json_object_set(exp, "id", h_json(ids[i]));
+			json_object_set_new(exp, "result", json_pack(
+			    "{s:s, s:O, s:i}", "queue", "default", "type",
+			    h_json(types[t]), "bytes", 3));
+			want = json_dumps(exp, JSON_COMPACT);
+			json_decref(exp);
+			ck_assert_str_eq(h_call(line), want);
+			free(want);
+			ck_assert_int_eq(h_sysv_recv(0, &type, buf,
+			    sizeof(buf)), 3);
+		}
+	}
+}
+END_TEST
+
+/* The daemon's way (conn_defer_flush): replies to what a loop pass read
+ * wait for conns_flush_deferred(), on every connection; a connection
+ * closed meanwhile leaves the list. */
+START_TEST(test_deferred_replies)
+{
+	static const char req[] = "{\"id\":1,\"op\":\"queue.send\",\"type\":1,"
+	    "\"text\":\"a\"}\n{\"id\":2,\"op\":\"queue.send\",\"type\":1,"
+	    "\"text\":\"b\"}\n";
+	int c1 = h_connect(), c2 = h_connect(), i;
+	char *line;
+
+	conn_defer_flush = 1;
+	h_write(0, req, sizeof(req) - 1);
+	h_write(c1, req, sizeof(req) - 1);
+	h_write(c2, req, sizeof(req) - 1);
+	for (i = 0; i < 5; i++)
+		event_base_loop(base, EVLOOP_NONBLOCK);
+	ck_assert_int_eq(h_qnum(), 6);		/* all done, */
+	ck_assert_int_eq(h_lines_buffered(0), 0);	/* none answered */
+	ck_assert(!h_has_line(c1));
+	h_close(c2);				/* gone meanwhile */
+	for (i = 0; i < 5; i++)
+		event_base_loop(base, EVLOOP_NONBLOCK);
+	conns_flush_deferred();
+	conn_defer_flush = 0;
+	for (i = 0; i < 2; i++) {
+		line = h_read(0, H_TIMEOUT_MS);
+		ck_assert_ptr_nonnull(line);
+		ck_assert_ptr_nonnull(strstr(line, i ? "\"id\":2" : "\"id\":1"));
+		line = h_read(c1, H_TIMEOUT_MS);
+		ck_assert_ptr_nonnull(line);
+		ck_assert_ptr_nonnull(strstr(line, i ? "\"id\":2" : "\"id\":1"));
+	}
+	/* and immediate again */
+	ck_assert_ptr_nonnull(strstr(h_call("{\"id\":3,\"op\":\"hello\"}"),
+	    "\"id\":3"));
+}
+END_TEST
+
+/* ---- data_b64 kept out of the DOM (proto_line's fast path) ---- */
+
+/* What a line did: its reply and the message it queued (len -1: none). */
+struct outcome {
+	char	*reply;
+	long	 type;
+	ssize_t	 len;
+	char	 msg[8192];
+};
+
+static void
+run_line(const char *line, size_t big, struct outcome *o)
+{
+	size_t keep = proto_big_line;
+
+	proto_big_line = big;
+	o->reply = h_call(line);
+	proto_big_line = keep;
+	ck_assert_msg(o->reply != NULL, "no reply to %.100s", line);
+	o->len = h_sysv_recv(0, &o->type, o->msg, sizeof(o->msg));
+}
+
+/*
+ * The line gives the same reply, byte for byte, and queues the same
+ * message with the fast path tried (threshold 0) as without it; returns
+ * whether the fast path was taken.
+ */
+static int
+same_both_ways(const char *line)
+{
+	static struct outcome slow, fast;
+	uint64_t before;
+
+	run_line(line, SIZE_MAX, &slow);
+	before = proto_fast_lines;
+	run_line(line, 0, &fast);
+	ck_assert_msg(strcmp(slow.reply, fast.reply) == 0,
+	    "%.120s\n  without the fast path: %s\n  with it: %s", line,
+	    slow.reply, fast.reply);
+	ck_assert_msg(slow.len == fast.len, "%.120s: queued %zd bytes, with "
+	    "the fast path %zd", line, slow.len, fast.len);
+	if (slow.len > 0) {
+		ck_assert_int_eq(slow.type, fast.type);
+		ck_assert_mem_eq(slow.msg, fast.msg, (size_t)slow.len);
+	}
+	return proto_fast_lines > before;
+}
+
+/* 48 bytes 0..47 in base64 */
+#define B64_48	"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKiss" \
+		"LS4v"
+
+START_TEST(test_b64_fast_path_taken)
+{
+	char want[48];
+	int i;
+
+	for (i = 0; i < 48; i++)
+		want[i] = (char)i;
+	ck_assert(same_both_ways("{\"id\":1,\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"" B64_48 "\"}"));
+	/* whitespace around the colon, commas and braces */
+	ck_assert(same_both_ways(" { \"id\" : 1 ,\t\"op\":\"queue.send\" , "
+	    "\"data_b64\"  :\t \"" B64_48 "\"\r , \"type\" : 2 }  "));
+	/* members before and after, nested values to skip */
+	ck_assert(same_both_ways("{\"id\":\"a}\\\"\",\"op\":\"queue.send\","
+	    "\"timeout_ms\":0,\"type\":3,\"data_b64\":\"" B64_48 "\"}"));
+	ck_assert(same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"\"}"));		/* empty */
+
+	/* and what it queued is the decoded bytes */
+	h_call("{\"op\":\"queue.send\",\"type\":9,\"data_b64\":\"" B64_48
+	    "\"}");
+	{
+		char buf[64];
+		long type;
+
+		ck_assert_int_eq(h_sysv_recv(9, &type, buf, sizeof(buf)), 48);
+		ck_assert_mem_eq(buf, want, 48);
+	}
+}
+END_TEST
+
+/* A data_b64 that is not the request's own member is left alone. */
+START_TEST(test_b64_fast_path_nested_or_quoted)
+{
+	/* nested in another object or array */
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"x\":{\"data_b64\":\"" B64_48 "\"}}"));
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"x\":[{\"a\":[]},{\"data_b64\":\"" B64_48 "\"}]}"));
+	ck_assert(!same_both_ways("[{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"" B64_48 "\"}]"));
+	/* nested first, then the request's own: that one is taken */
+	ck_assert(same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"x\":{\"data_b64\":\"" B64_48 "\"},\"data_b64\":\"AAAA\"}"));
+	ck_assert(same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"value\":{\"data_b64\":\"AAAA\"},\"data_b64\":\"" B64_48 "\"}"));
+	/* "data_b64":"..." inside another string */
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"text\":\"\\\"data_b64\\\":\\\"" B64_48 "\\\"\"}"));
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64x\":\"" B64_48 "\"}"));
+	/* a string ending in an escaped backslash, then the real member */
+	ck_assert(same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"id\":\"\\\\\",\"data_b64\":\"" B64_48 "\"}"));
+	/* the key spelled with an escape is the same key to jansson */
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data\\u005fb64\":\"" B64_48 "\"}"));
+	ck_assert(same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"" B64_48 "\",\"data\\u005fb64\":\"AAAA\"}"));
+	/* data_b64 of the wrong type */
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":[\"" B64_48 "\"]}"));
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":48}"));
+	/* and as a value */
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"text\":\"data_b64\"}"));
+}
+END_TEST
+
+START_TEST(test_b64_fast_path_duplicates)
+{
+	const char *r;
+
+	ck_assert(same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"" B64_48 "\",\"data_b64\":\"" B64_48 "\"}"));
+	ck_assert(same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AAAA\",\"data_b64\":\"" B64_48 "\"}"));
+	/* the error is jansson's, at the second key */
+	r = h_call("{\"op\":\"queue.send\",\"type\":2,\"data_b64\":\"" B64_48
+	    "\",\"data_b64\":\"AAAA\"}");
+	ck_assert_ptr_nonnull(strstr(r, "duplicate object key"));
+	ck_assert(same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"" B64_48 "\",\"text\":\"x\"}"));
+	ck_assert(same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"text\":\"x\",\"data_b64\":\"" B64_48 "\"}"));
+}
+END_TEST
+
+/* Escapes, control characters and non-ASCII bytes in the value take the
+ * ordinary path: their errors (or their meaning) are jansson's. */
+START_TEST(test_b64_fast_path_escapes)
+{
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AAEC\\/w==\"}"));	/* "\/" is '/' */
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"\\u0041AAA\"}"));	/* "AAAA" */
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AA\\\"A\"}"));
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AAA\\n\"}"));
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AAA\\u00\"}"));	/* a bad escape */
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AAA\\\\\"}"));
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AA\x01" "A\"}"));	/* control: parse_error */
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AA\tA\"}"));
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AA\xc3\xa9\"}"));	/* UTF-8: bad base64 */
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AA\xff" "A\"}"));	/* not UTF-8 */
+	ck_assert(!same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AAAA"));		/* unterminated */
+	/* printable ASCII that is not base64: fast, and invalid_params */
+	ck_assert(same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AA A\"}"));
+	ck_assert(same_both_ways("{\"op\":\"queue.send\",\"type\":2,"
+	    "\"data_b64\":\"AA~\x7f\"}"));
+}
+END_TEST
+
+/* Errors in the rest of the line: the same error at the same position
+ * (jansson never saw the skipped bytes, the position is moved back). */
+START_TEST(test_b64_fast_path_errors_after)
+{
+	static const char *tails[] = {
+		"}}", "", ",}", ",\"type\":tru}", " \"type\":2}", ",\"x\":[}",
+		",\"id\":\"\xff\"}", ",\"id\":1.5e99999}", "}x", ",,}",
+		",\"op\":\"x\"}", ",\"type\":2,\"type\":3}",
+	};
+	char line[512];
+	size_t i;
+
+	for (i = 0; i < sizeof(tails) / sizeof(tails[0]); i++) {
+		snprintf(line, sizeof(line), "{\"id\":4,\"op\":\"queue.send\","
+		    "\"data_b64\":\"" B64_48 "\"%s", tails[i]);
+		same_both_ways(line);
+	}
+	/* a parse error past the skipped bytes points into the line */
+	ck_assert(h_error(h_callj("{\"op\":\"queue.send\",\"data_b64\":\""
+	    B64_48 "\",\"type\":tru}"), NULL, "parse_error") != NULL);
+	{
+		size_t keep = proto_big_line;
+		json_t *d;
+
+		proto_big_line = 0;
+		d = h_error(h_callj("{\"op\":\"queue.send\",\"data_b64\":\""
+		    B64_48 "\",\"type\":tru}"), NULL, "parse_error");
+		proto_big_line = keep;
+		ck_assert_int_eq(int_at(d, "position"), 107);	/* past "tru" */
+	}
+}
+END_TEST
+
+/* One bad character at every position of the value: the same verdict as
+ * without the fast path, which is taken for printable ASCII only. */
+START_TEST(test_b64_fast_path_bad_char_every_position)
+{
+	static const char *bad[] = { "=", "-", "_", " ", "*", "~", "\\\\",
+	    "\\/", "\x01", "\xc3\xa9", "\xff" };
+	static const char head[] = "{\"id\":5,\"op\":\"queue.send\",\"type\":7,"
+	    "\"data_b64\":\"";
+	char val[sizeof(B64_48) + 8], line[256];
+	size_t pos, b, n = sizeof(B64_48) - 1;
+	int fast;
+
+	for (pos = 0; pos < n; pos++) {
+		for (b = 0; b < sizeof(bad) / sizeof(bad[0]); b++) {
+			/* replace the character at pos */
+			memcpy(val, B64_48, pos);
+			strcpy(val + pos, bad[b]);
+			strcat(val, &B64_48[pos + 1]);
+			snprintf(line, sizeof(line), "%s%s\"}", head, val);
+			fast = same_both_ways(line);
+			ck_assert_msg(fast == ((unsigned char)bad[b][0] >= 0x20 &&
+			    (unsigned char)bad[b][0] < 0x80 && bad[b][0] != '\\'),
+			    "fast path %s for %s", fast ? "taken" : "not taken",
+			    line);
+			/* and inserted before it */
+			memcpy(val, B64_48, pos);
+			strcpy(val + pos, bad[b]);
+			strcat(val, &B64_48[pos]);
+			snprintf(line, sizeof(line), "%s%s\"}", head, val);
+			same_both_ways(line);
+		}
+	}
+}
+END_TEST
+
+/* A real big line, with the threshold as shipped. */
+START_TEST(test_b64_fast_path_big_line)
+{
+	unsigned char bytes[4500];
+	char *line, buf[sizeof(bytes)];
+	size_t i, n;
+	uint64_t before = proto_fast_lines;
+	long type;
+
+	for (i = 0; i < sizeof(bytes); i++)
+		bytes[i] = (unsigned char)(i * 7 + (i >> 8));
+	n = b64_encoded_len(sizeof(bytes));
+	line = malloc(n + 128);
+	ck_assert_ptr_nonnull(line);
+	strcpy(line, "{\"id\":6,\"op\":\"queue.send\",\"type\":4,\"data_b64\":\"");
+	i = strlen(line);
+	b64_encode(bytes, sizeof(bytes), line + i);
+	strcpy(line + i + n, "\"}");
+	ck_assert_uint_ge(strlen(line), proto_big_line);
+	ck_assert_str_eq(h_call(line), "{\"id\":6,\"result\":{\"queue\":"
+	    "\"default\",\"type\":4,\"bytes\":4500}}");
+	ck_assert(proto_fast_lines == before + 1);
+	ck_assert_int_eq(h_sysv_recv(4, &type, buf, sizeof(buf)),
+	    (ssize_t)sizeof(bytes));
+	ck_assert_mem_eq(buf, bytes, sizeof(bytes));
+	/* one bad character deep inside: invalid_params, nothing queued */
+	line[i + 3000] = '.';
+	h_error(h_callj(line), "6", "invalid_params");
+	ck_assert_int_eq(h_qnum(), 0);
+	free(line);
+}
+END_TEST
+
+/* ---- jalloc: jansson's free lists ---- */
+
+/* Blocks of every small size, freed and handed out again in a mixed
+ * order: each holds its full size without touching another, blocks go
+ * back to malloc with free() as well, and jalloc_free takes malloc's. */
+START_TEST(test_jalloc_blocks)
+{
+	enum { N = 600 };
+	unsigned char *b[N];
+	size_t len[N], i, j, round;
+	void *p;
+
+	for (i = 0; i < N; i++)
+		b[i] = NULL;
+	for (round = 0; round < 6; round++) {
+		for (i = 0; i < N; i++) {
+			if (b[i] != NULL && (i + round) % 3 != 0)
+				continue;
+			if (b[i] != NULL) {
+				if ((i + round) % 2)
+					jalloc_free(b[i]);
+				else
+					free(b[i]);	/* json_dumps' */
+			}
+			len[i] = (i * 7 + round * 13) % 300;
+			b[i] = jalloc_malloc(len[i]);
+			ck_assert_ptr_nonnull(b[i]);
+			ck_assert_uint_eq((uintptr_t)b[i] % sizeof(void *), 0);
+			memset(b[i], (int)(i & 0xff), len[i]);
+		}
+		for (i = 0; i < N; i++)
+			for (j = 0; j < len[i]; j++)
+				ck_assert_msg(b[i][j] == (unsigned char)(i & 0xff),
+				    "block %zu (%zu bytes) overwritten at %zu",
+				    i, len[i], j);
+	}
+	for (i = 0; i < N; i++)
+		jalloc_free(b[i]);
+	jalloc_free(NULL);
+	p = malloc(24);
+	ck_assert_ptr_nonnull(p);
+	jalloc_free(p);
+	p = malloc(5000);
+	ck_assert_ptr_nonnull(p);
+	jalloc_free(p);
+}
+END_TEST
+
 /* ---- stats ---- */
 
 START_TEST(test_stats_counts_errors_by_code)
@@ -821,11 +1229,29 @@ proto_suite(void)
 	tc = tcase_create("queue");
 	h_fixtures(tc);
 	tcase_add_test(tc, test_send_recv_text);
+	tcase_add_test(tc, test_send_reply_bytes);
+	tcase_add_test(tc, test_deferred_replies);
 	tcase_add_test(tc, test_send_recv_binary);
 	tcase_add_test(tc, test_recv_selectors);
 	tcase_add_test(tc, test_recv_empty_queue);
 	tcase_add_test(tc, test_queue_full_and_too_big);
 	tcase_add_test(tc, test_stats_counts_errors_by_code);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("b64_fast_path");
+	h_fixtures(tc);
+	tcase_add_test(tc, test_b64_fast_path_taken);
+	tcase_add_test(tc, test_b64_fast_path_nested_or_quoted);
+	tcase_add_test(tc, test_b64_fast_path_duplicates);
+	tcase_add_test(tc, test_b64_fast_path_escapes);
+	tcase_add_test(tc, test_b64_fast_path_errors_after);
+	tcase_add_test(tc, test_b64_fast_path_bad_char_every_position);
+	tcase_add_test(tc, test_b64_fast_path_big_line);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("jalloc");
+	h_fixtures(tc);
+	tcase_add_test(tc, test_jalloc_blocks);
 	suite_add_tcase(s, tc);
 	return s;
 }

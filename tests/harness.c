@@ -192,6 +192,7 @@ h_setup(void)
 	struct ipcb_selector any = { IPCB_MATCH_ANY, 0 };
 	struct queue *q;
 
+	jalloc_install();	/* as the daemon does, before any value */
 	log_init(LOG_LVL_WARN);
 	memset(&stats, 0, sizeof(stats));
 	stats.started_ms = now_ms();
