@@ -271,6 +271,27 @@ big_binary(const char *data, size_t len, enum encoding enc)
 	    (enc == ENC_AUTO && memchr(data, '\0', len) != NULL));
 }
 
+/*
+ * A reply of len bytes as base64 would be over max_output_bytes, so the
+ * client could never receive it: answer msg_too_big rather than drop the
+ * connection mid-reply. 0 if so.
+ */
+static int
+reply_fits(struct conn *c, json_t *id, struct segment *s, size_t len)
+{
+	size_t need = len / 3 * 4 + 4 + 1024;	/* and the JSON around it */
+
+	if (need <= cfg->max_output_bytes)
+		return 1;
+	reply_error(c, id, ERR_MSG_TOO_BIG, json_pack("{s:I, s:I}", "bytes",
+	    (json_int_t)need, "max", (json_int_t)cfg->max_output_bytes),
+	    "shm \"%s\": a reply with %zu bytes would be about %zu bytes, "
+	    "over max_output_bytes (%zu); read it in parts (offset/length) "
+	    "or raise the limit", s->conf.name, len, need,
+	    cfg->max_output_bytes);
+	return 0;
+}
+
 /* A PHP variable as the reply: strings as text/base64, the rest as value. */
 static void
 reply_php_var(struct conn *c, json_t *id, struct segment *s,
@@ -282,6 +303,8 @@ reply_php_var(struct conn *c, json_t *id, struct segment *s,
 	size_t slen;
 	int code;
 
+	if (!reply_fits(c, id, s, len))
+		return;
 	res = json_pack("{s:s, s:I, s:I}", "name", s->conf.name, "var",
 	    (json_int_t)a->var, "bytes", (json_int_t)len);
 	if (php_string_bytes(val, len, &str, &slen) == 0) {
@@ -336,6 +359,8 @@ run_get(struct conn *c, json_t *id, json_t *req, struct segment *s,
 			    s->conf.name, len, a->offset, s->shm.size);
 			return;
 		}
+		if (!reply_fits(c, id, s, len))
+			return;
 		res = json_pack("{s:s, s:I, s:I}", "name", s->conf.name,
 		    "offset", (json_int_t)a->offset, "bytes", (json_int_t)len);
 		if (big_binary(s->shm.addr + a->offset, len, a->encoding)) {

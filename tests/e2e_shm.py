@@ -1394,6 +1394,35 @@ sem_release($sem);
         self.err({"op": "shm.get", "var": 1}, "not_found")
 
 
+class ReplyOverOutputLimitTest(ShmTest):
+    """A reply that could never be written under max_output_bytes is
+    refused with msg_too_big; the client stays connected (it used to be
+    dropped in the middle of the reply)."""
+    shms = {"default": {"size": 4096}, "big": {"size": "128K"},
+            "raw": {"size": "128K", "format": "raw"}}
+    server = {"max_output_bytes": "64K"}
+
+    def test_big_raw_read_is_refused_and_parts_work(self):
+        e = self.err({"op": "shm.get", "name": "raw"}, "msg_too_big")
+        self.assertIn("over max_output_bytes", e["message"])
+        self.assertEqual(e["data"]["max"], 65536)
+        self.assertGreater(e["data"]["bytes"], 65536)
+        r = self.ok({"op": "shm.get", "name": "raw", "offset": 0,
+                     "length": 32768})
+        self.assertEqual(r["bytes"], 32768)
+        self.ok({"op": "hello"})
+
+    def test_big_php_value_is_refused(self):
+        # 60,000 bytes fit the segment, not one 64K reply as base64
+        self.put(1, name="big", data_b64=base64.b64encode(
+            bytes(60000)).decode())
+        e = self.err({"op": "shm.get", "name": "big", "var": 1},
+                     "msg_too_big")
+        self.assertIn("over max_output_bytes", e["message"])
+        self.put(2, name="big", text="small")
+        self.assertEqual(self.get(2, name="big")["text"], "small")
+
+
 class QueuePayloadTest(ShmTest):
     queues = {"default": {}, "php": {"payload": "php"},
               "json": {"payload": "json"}}
