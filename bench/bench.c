@@ -55,6 +55,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "ipcbridge.h"
 
 #define MSG_TEXT	"0123456789abcdef"	/* 16 bytes */
 #define IDLE_CONNS	1000
@@ -1189,6 +1190,69 @@ idle_conns(pid_t pid, const char *path, int redis, struct conns_mem *m)
 	}
 }
 
+/*
+ * What a C worker gets without the socket: libipcbridge on a segment
+ * attached once, a 1 MiB PHP string put (write lock, ipcb_php_put,
+ * release) and got (read lock, ipcb_php_get, a copy out, release).
+ */
+static void
+sect_library(void)
+{
+	size_t n = 1 << 20, slen;
+	struct ipcb_shm shm;
+	struct ipcb_sem sem;
+	const char *val;
+	char *ser, *out;
+	uint64_t t0, t, ops;
+	size_t len;
+	int rc, pass, created = 0;
+	key_t key;
+
+	if ((ser = malloc(n + 32)) == NULL || (out = malloc(n + 32)) == NULL)
+		die("out of memory");
+	slen = (size_t)snprintf(ser, 32, "s:%zu:\"", n);
+	memset(ser + slen, 'x', n);
+	memcpy(ser + slen + n, "\";", 2);
+	slen += n + 2;
+	/* a private key (the library refuses IPC_PRIVATE, as workers must) */
+	key = (key_t)(0x7e000000 | (getpid() & 0xffffff));
+	if ((rc = ipcb_shm_open(&shm, key, 4 << 20, 0600, 1, &created)) < 0 ||
+	    !created || (rc = ipcb_sem_open(&sem, key, 0600, 1)) < 0 ||
+	    (rc = ipcb_sem_register(&sem, 1)) < 0)
+		die("library (key 0x%08x): %s", (unsigned)key,
+		    rc < 0 ? strerror(-rc) : "the key is in use");
+	ipcb_php_init(&shm);
+	for (pass = 0; pass < 2; pass++) {
+		ops = 0;
+		t0 = now_ns();
+		do {
+			if (ipcb_sem_lock(&sem, pass ? IPCB_LOCK_READ :
+			    IPCB_LOCK_WRITE, -1) < 0)
+				die("library: lock");
+			if (pass == 0)
+				rc = ipcb_php_put(&shm, 1, ser, slen);
+			else if ((rc = ipcb_php_get(&shm, 1, &val, &len)) == 0)
+				memcpy(out, val, len);
+			ipcb_sem_release(&sem);
+			if (rc < 0)
+				die("library: %s", strerror(-rc));
+			ops++;
+		} while ((t = now_ns()) - t0 < (uint64_t)(cell_s * 1e9));
+		row("blobs", pass ? "library get 1 MiB (C worker)" :
+		    "library put 1 MiB (C worker)",
+		    num((double)ops * (double)n / ((double)(t - t0)), 3),
+		    "GB/s", -1, NULL, NULL, V_NONE, "%s, %s; no socket: "
+		    "libipcbridge on a segment attached once",
+		    pass ? "read lock, ipcb_php_get, a copy out" :
+		    "write lock, ipcb_php_put", "release");
+	}
+	shmctl(shm.shmid, IPC_RMID, NULL);
+	ipcb_shm_close(&shm);
+	semctl(sem.semid, 0, IPC_RMID);
+	free(ser);
+	free(out);
+}
+
 /* VmHWM around one 16 MiB put (or SET) on a fresh connection. */
 static void
 peak_put(pid_t pid, const char *path, int redis, long *before_kb,
@@ -1465,6 +1529,7 @@ main(int argc, char *argv[])
 	sect_roundtrip();
 	sect_delivery();
 	sect_blobs();
+	sect_library();
 	sect_memory();
 	if (!child_alive(dpid))
 		die("the daemon died during the run");
