@@ -14,9 +14,11 @@ and a nemesis, on a schedule drawn from a fixed seed, meanwhile:
     starts it again on the same config and state_dir (the journal gives
     back what it held), and restarts it cleanly with SIGTERM;
   * SIGSTOPs the daemon for a few hundred ms;
-  * removes the queue (ipcrm) and lets the daemon re-create it;
+  * removes the queue (ipcrm) and lets the daemon re-create it, also
+    while put-backs wait for room and while the daemon is dead;
   * fills the queue to max_bytes with filler of a type nobody reads, so
-    senders meet queue_full and put-backs meet a full queue;
+    senders meet queue_full and put-backs meet a full queue, and SIGKILLs
+    the daemon then, so its next start restores into a full queue;
   * SIGKILLs processes that hold the segment's guard semaphore the PHP way
     (real PHP sem_get/sem_acquire, the same protocol through libc, and a
     sysv_ipc holder) while a client keeps doing shm.put/shm.get of
@@ -45,8 +47,10 @@ torn shared-memory write after a SIGKILL of the daemon during shm.put (the
 segment then answers not_found or corrupt; it is removed and re-created).
 
 Environment: FAULT_SEED (default 1), FAULT_SECONDS (default 60). The seed
-is printed at the start and in every failure message. The test re-executes
-itself in a private IPC namespace (unshare -i) when it can.
+is printed at the start and in every failure message; a failed run keeps
+the daemon's log (FAULT_KEEP_LOG=1: any run) as fault_conservation.seedN.log
+in the current directory, with the nemesis's steps in it. The test
+re-executes itself in a private IPC namespace (unshare -i) when it can.
 
 Run: IPCBRIDGE=src/ipcbridge PYTHONPATH=tests /usr/bin/python3 \
          tests/fault_conservation.py
@@ -1306,7 +1310,8 @@ def make_schedule(seed, seconds):
             e[1] = "stop"
     sched = []
     for t, kind in out:
-        p = {"r": rng.random(), "u": rng.uniform(0.1, 0.6),
+        p = {"t": t, "r": rng.random(), "u": rng.uniform(0.1, 0.6),
+             "combo": rng.random(),
              "variant": rng.choice(("running", "running", "stopped",
                                     "terminating")),
              "stage": rng.random(), "target": rng.randrange(1000),
@@ -1329,6 +1334,7 @@ class Nemesis(threading.Thread):
         self.php = find_php()
         self.done = collections.Counter()
         self.rss_calm = None        # the daemon's RSS when the soak began
+        self.filler = 0
         self.calm_pid = None
 
     def run(self):
@@ -1377,22 +1383,26 @@ class Nemesis(threading.Thread):
 
     # -- the daemon -----------------------------------------------------
     def do_daemon_kill(self, p):
+        self.kill_daemon(p["variant"], p["u"])
+        time.sleep(p["r"] * 0.3)
+        self.w.start_daemon()
+
+    def kill_daemon(self, variant, u=0.2):
+        """SIGKILL the daemon (running, stopped, or in its shutdown drain)
+        and reap it; the caller starts it again."""
         proc = self.w.d.proc
-        variant = p["variant"]
         self.w.mark("SIGKILL daemon pid %d (%s)" % (proc.pid, variant))
         self.w.kill_epoch += 1
         self.w.killed.add(proc.pid)
         if variant == "stopped":
             proc.send_signal(signal.SIGSTOP)
             wait_stopped(proc.pid)
-            time.sleep(p["u"] / 4)
+            time.sleep(u / 4)
         elif variant == "terminating":
             proc.send_signal(signal.SIGTERM)
-            time.sleep(p["u"] / 10)
+            time.sleep(u / 10)
         proc.send_signal(signal.SIGKILL)
         self.w.reap()
-        time.sleep(p["r"] * 0.3)
-        self.w.start_daemon()
         self.reg.n["daemon SIGKILLed (%s)" % variant] += 1
 
     def do_term_restart(self, p):
@@ -1434,53 +1444,78 @@ class Nemesis(threading.Thread):
             if not x.idle.is_set():
                 self.reg.fail("%s did not pause within 15s" % x.name)
 
-    def do_remove(self, p):
-        self.pause_producers()
-        proc = self.w.d.proc
-        # nothing but the stopped daemon writes to the queue now: drain it
-        # dry and remove it, so no acknowledged message goes with it
-        proc.send_signal(signal.SIGSTOP)
-        wait_stopped(proc.pid)
+    def drain_all(self, who):
+        """Take every message off the queue (nobody else may write)."""
         mq = self.w.open_queue()
         n = 0
         while True:
             try:
                 data, typ = mq.receive(block=False)
             except sysv_ipc.BusyError:
-                break
-            self.reg.received("nemesis-drain", typ, data)
+                return mq, n
+            self.reg.received(who, typ, data)
             n += 1
+
+    def do_remove(self, p):
+        """Remove the queue, losing nothing acknowledged: producers pause
+        and the daemon is stopped (or dead), so nothing writes while the
+        queue is drained dry and removed. Sometimes the queue is full
+        first, so put-backs are pending when it goes; sometimes the daemon
+        is dead, and its next start creates the queue and restores into
+        it."""
+        if p["combo"] < 0.35:
+            self.fill_queue(p["u"] / 2)
+        dead = p["combo"] > 0.8 and p["t"] < self.calm
+        self.pause_producers()
+        proc = self.w.d.proc
+        if dead:
+            self.kill_daemon("running")
+        else:
+            proc.send_signal(signal.SIGSTOP)
+            wait_stopped(proc.pid)
+        mq, n = self.drain_all("nemesis-drain")
         mq.remove()
-        self.w.mark("queue removed (%d messages drained first; daemon "
-                    "stopped)" % n)
-        proc.send_signal(signal.SIGCONT)
+        self.w.mark("queue removed (%d messages drained first; daemon %s)"
+                    % (n, "dead" if dead else "stopped"))
+        if dead:
+            self.w.start_daemon()
+        else:
+            proc.send_signal(signal.SIGCONT)
         self.w.pause_req = False
-        if p["r"] < 0.5:    # let the daemon re-create it on its own
+        if p["r"] < 0.5:    # else a client's request re-creates it
             self.w.call({"op": "queue.stat"})
 
-    def do_fill(self, p):
+    def fill_queue(self, hold):
+        """Fill the queue to max_bytes with filler (a type nobody reads)
+        and keep it full for hold seconds, so sends wait or fail and the
+        daemon's put-backs wait for room."""
         mq = self.w.open_queue()
-        k = [self.done["fill"] * 100000]
-
-        def top_up():
-            for size in (2000, 500, 60, 0):
-                while True:
-                    k[0] += 1
-                    mid = "F.%d.%d" % (k[0], size)
-                    typ, payload = message(mid)
-                    self.reg.attempt(mid)
-                    try:
-                        mq.send(payload, block=False, type=typ)
-                    except sysv_ipc.BusyError:
-                        self.reg.failed(mid, "filler: full")
-                        break
-                    self.reg.acked(mid)
-        top_up()
+        self.top_up(mq)
         self.w.mark("queue filled with type %d" % FILLER_TYPE)
-        end = time.monotonic() + p["u"] * 1.5
+        end = time.monotonic() + hold
         while time.monotonic() < end:
             time.sleep(0.02)
-            top_up()
+            self.top_up(mq)
+        q = self.w.call({"op": "queue.stat"}).get("result") or {}
+        k = "put-backs pending on a full queue (most seen)"
+        self.reg.n[k] = max(self.reg.n[k], q.get("put_backs_pending", 0))
+
+    def top_up(self, mq):
+        for size in (2000, 500, 60, 0):
+            while True:
+                self.filler += 1
+                mid = "F.%d.%d" % (self.filler, size)
+                typ, payload = message(mid)
+                self.reg.attempt(mid)
+                try:
+                    mq.send(payload, block=False, type=typ)
+                except sysv_ipc.BusyError:
+                    self.reg.failed(mid, "filler: full")
+                    break
+                self.reg.acked(mid)
+
+    def drain_filler(self):
+        mq = self.w.open_queue()
         n = 0
         while True:
             try:
@@ -1490,6 +1525,20 @@ class Nemesis(threading.Thread):
             self.reg.received("nemesis-filler", typ, data)
             n += 1
         self.w.mark("filler drained (%d)" % n)
+
+    def do_fill(self, p):
+        """Fill the queue; sometimes SIGKILL the daemon (once or twice)
+        while put-backs wait for room, so that its next start restores
+        them into a full queue."""
+        self.fill_queue(p["u"] * 0.75)
+        if p["combo"] < 0.35 and p["t"] < self.calm:
+            self.kill_daemon("running")
+            self.w.start_daemon()
+            if p["combo"] < 0.12:
+                self.kill_daemon("running")
+                self.w.start_daemon()
+            self.fill_queue(p["u"] * 0.75)
+        self.drain_filler()
 
     # -- the lock -------------------------------------------------------
     def do_holder(self, p):
@@ -1957,8 +2006,8 @@ def main():
     print(figures)
     for note in reg.notes:
         print("note: " + note)
-    if reg.failures:
-        log_copy = os.path.abspath("fault_conservation.seed%d.log" % SEED)
+    log_copy = os.path.abspath("fault_conservation.seed%d.log" % SEED)
+    if reg.failures or os.environ.get("FAULT_KEEP_LOG"):
         with open(log_copy, "wb") as f:
             f.write(log_text)
         print("FAILED seed=%d: %d failure(s); daemon log kept in %s; "
