@@ -2010,6 +2010,8 @@ def main():
     if reg.failures or os.environ.get("FAULT_KEEP_LOG"):
         with open(log_copy, "wb") as f:
             f.write(log_text)
+        print("daemon log kept in " + log_copy)
+    if reg.failures:
         print("FAILED seed=%d: %d failure(s); daemon log kept in %s; "
               "rerun with FAULT_SEED=%d FAULT_SECONDS=%g" % (
                   SEED, len(reg.failures), log_copy, SEED, SECONDS))
