@@ -1402,6 +1402,10 @@ class Nemesis(threading.Thread):
                 self.done[kind] += 1
         except Exception:
             self.reg.fail("nemesis crashed:\n" + traceback.format_exc())
+            # leave nothing stopped or paused behind
+            if self.w.d.proc is not None:
+                self.w.d.proc.send_signal(signal.SIGCONT)
+            self.w.pause_req = False
         finally:
             self.sleep_until(SECONDS)
 
