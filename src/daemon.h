@@ -230,8 +230,8 @@ int		 segment_removed(struct segment *, char *, size_t);
 /* journal.c: held messages in a MAP_SHARED file, restored at start-up */
 int		 journal_open(const char *dir, int nslots, char *, size_t);
 void		 journal_restore(void);
-int		 journal_take(struct ipcb_msg **, size_t *cap);
-void		 journal_commit(int slot, key_t, size_t len);
+int		 journal_take(key_t, struct ipcb_msg **, size_t *cap);
+void		 journal_commit(int slot, size_t len);
 void		 journal_release(int slot);
 int		 journal_free_slots(void);
 size_t		 journal_capacity(void);

@@ -5,7 +5,8 @@
  * IPCBRIDGE_FAULT is a comma-separated list of
  *   POINT:N              SIGKILL the daemon the Nth time it reaches the
  *                        crash point POINT (after_msgrcv, after_msgsnd,
- *                        after_reply, after_putback, after_shm_write)
+ *                        after_reply, after_putback, after_shm_write,
+ *                        mid_receive: taken, its length not recorded)
  *   CALL=ERRNO:N[:K]     calls N .. N+K-1 (K default 1, 0 = all from N on)
  *                        of CALL fail with ERRNO, without reaching the
  *                        kernel. CALL is a System V call of the ipcb_sysv
@@ -43,7 +44,7 @@ static const char *call_names[C__COUNT] = {
 
 static const char *points[] = {
 	"after_msgrcv", "after_msgsnd", "after_reply", "after_putback",
-	"after_shm_write",
+	"after_shm_write", "mid_receive",
 };
 #define NPOINTS (sizeof(points) / sizeof(points[0]))
 

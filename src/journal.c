@@ -93,6 +93,29 @@ any_held(const struct jhead *h)
 	return 0;
 }
 
+/*
+ * A slot the daemon died receiving into. journal_take zeroes the type, so
+ * a type there means msgrcv had taken a message whose length was not yet
+ * recorded: it cannot be put back exactly, and is counted lost, loudly.
+ * (A SIGKILL during msgrcv lands after the kernel dequeued, so this is not
+ * only the few instructions after it returns.)
+ */
+static void
+mid_receive(int i)
+{
+	long type = slot_msg(i)->mtype;
+
+	if (type == 0) {
+		log_info("journal: slot %d was mid-receive when the daemon "
+		    "died; nothing had been taken", i);
+		return;
+	}
+	stats.lost++;
+	log_warnx("LOST a type %ld message (key 0x%08x): the daemon was "
+	    "killed while receiving it, before its length was recorded", type,
+	    (unsigned)states[i].key);
+}
+
 /* Create or reuse state_dir/journal; returns the slots to restore. */
 int
 journal_open(const char *dir, int nslots, char *err, size_t errlen)
@@ -172,9 +195,7 @@ journal_open(const char *dir, int nslots, char *err, size_t errlen)
 			occupied++;
 		else {
 			if (states[i].state == SLOT_RECEIVING)
-				log_warnx("journal: slot %d was mid-receive "
-				    "when the daemon died; its message may be "
-				    "lost", i);
+				mid_receive(i);
 			states[i].state = SLOT_FREE;
 			free_list[nfree++] = i;
 		}
@@ -200,7 +221,7 @@ journal_restore(void)
 	for (i = 0, n = 0; i < (int)head->nslots; i++) {
 		if (states[i].state != SLOT_HELD)
 			continue;
-		log_warnx("journal: restoring a type %ld message of %llu bytes "
+		log_info("journal: restoring a type %ld message of %llu bytes "
 		    "to key 0x%08x (held when the daemon stopped)",
 		    slot_msg(i)->mtype, (unsigned long long)states[i].len,
 		    (unsigned)states[i].key);
@@ -211,9 +232,9 @@ journal_restore(void)
 	stats.restored += (uint64_t)n;
 }
 
-/* A free slot to receive into, marked receiving; -1 when full. */
+/* A free slot to receive from key into, marked receiving; -1 when full. */
 int
-journal_take(struct ipcb_msg **m, size_t *cap)
+journal_take(key_t key, struct ipcb_msg **m, size_t *cap)
 {
 	int i;
 
@@ -221,17 +242,17 @@ journal_take(struct ipcb_msg **m, size_t *cap)
 		return -1;
 	i = free_list[--nfree];
 	slot_msg(i)->mtype = 0;
-	states[i].state = SLOT_RECEIVING;
+	states[i].key = (int32_t)key;
+	__atomic_store_n(&states[i].state, SLOT_RECEIVING, __ATOMIC_RELEASE);
 	*m = slot_msg(i);
 	*cap = (size_t)head->slot_bytes;
 	return i;
 }
 
-/* The message is in the slot: record whose and how long. */
+/* The message is in the slot: record how long. */
 void
-journal_commit(int i, key_t key, size_t len)
+journal_commit(int i, size_t len)
 {
-	states[i].key = (int32_t)key;
 	states[i].len = len;
 	__atomic_store_n(&states[i].state, SLOT_HELD, __ATOMIC_RELEASE);
 }

@@ -369,10 +369,12 @@ queue_recv(struct queue *q, const struct ipcb_selector *sel,
 		return 0;
 	}
 	/* straight into a journal slot, so a crash cannot lose it */
-	if ((*slot = journal_take(m, &cap)) >= 0) {
+	if ((*slot = journal_take(q->conf.key, m, &cap)) >= 0) {
 		n = ipcb_msgq_recv_into(q->msqid, sel, *m, cap, IPC_NOWAIT);
 		if (n >= 0)
-			journal_commit(*slot, q->conf.key, (size_t)n);
+			FAULT_POINT("mid_receive");	/* taken, not recorded */
+		if (n >= 0)
+			journal_commit(*slot, (size_t)n);
 		else
 			journal_release(*slot);
 		if (n == -E2BIG) {	/* msgmax grew since the journal */

@@ -457,6 +457,11 @@ serve_senders(struct queue *q, uint64_t now)
 
 	while ((w = TAILQ_FIRST(&q->senders)) != NULL) {
 		code = queue_send(q, w->msg, w->len, err, sizeof(err));
+		/* a put-back goes on to the queue re-created in its place,
+		 * as waiter_putback does */
+		if (w->conn == NULL && code == ERR_QUEUE_REMOVED &&
+		    q->msqid >= 0)
+			code = queue_send(q, w->msg, w->len, err, sizeof(err));
 		if (code == ERR_QUEUE_FULL)
 			break;	/* later senders must not overtake */
 		if (w->conn != NULL) {

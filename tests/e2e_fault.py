@@ -115,6 +115,24 @@ class CrashPointTest(FaultTest):
                          "held")
         self.assertEqual(self.messages(), 0)
 
+    def test_mid_receive_is_counted_lost_not_silent(self):
+        # the stated window: msgrcv took it, the length is not recorded
+        self.start("mid_receive:1")
+        self.ok({"op": "queue.send", "type": 5, "text": "gone"})
+        self.ok({"op": "queue.send", "type": 6, "text": "kept"})
+        c = self.client()
+        c.send({"op": "queue.recv", "type": 5, "id": 1})
+        self.assertTrue(c.closed())
+        self.wait_killed()
+        self.restart()
+        log = self.log_since_restart()
+        self.assertIn("LOST a type 5 message (key 0x%08x): the daemon was "
+                      "killed while receiving it" % self.d.key(), log)
+        self.assertEqual(self.ok({"op": "stats"})["messages"]["lost"], 1)
+        self.assertEqual(self.ok({"op": "queue.recv"})["msg"]["text"],
+                         "kept")
+        self.assertEqual(self.messages(), 0)
+
     def test_after_reply_is_delivered_twice_and_logged(self):
         # the documented window: written, the slot not yet freed
         self.start("after_reply:1")

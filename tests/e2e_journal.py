@@ -112,6 +112,37 @@ class JournalTest(DaemonTest):
         self.assertIn("7 slots of", log)
 
 
+class PutBackOnRemovedQueueTest(DaemonTest):
+    """A put-back waiting for room whose queue is removed goes on to the
+    queue the daemon re-creates (it once stayed in the journal until the
+    next start, holding its slot; without a journal it was lost)."""
+    queues = {"default": {"max_bytes": "64"}}
+    server = {"journal_slots": "1"}
+
+    def test_waiting_put_back_follows_the_recreated_queue(self):
+        side = self.side()
+        self.ok({"op": "queue.send", "type": 1, "text": "a" * 40},
+                client=side)
+        self.ok({"op": "queue.recv", "ack": True})
+        self.ok({"op": "queue.send", "type": 2, "text": "b" * 40},
+                client=side)
+        self.c.close()              # the put-back of "a" waits for room
+        wait_for(lambda: self.ok({"op": "queue.stat"}, client=side)
+                 ["put_backs_pending"] == 1)
+        subprocess.run(["ipcrm", "-Q", "0x%08x" % self.d.key()],
+                       check=True)
+        wait_for(lambda: self.ok({"op": "queue.stat"}, client=side)
+                 ["put_backs_pending"] == 0)
+        m = self.ok({"op": "queue.recv"}, client=side)["msg"]
+        self.assertEqual((m["type"], m["text"]), (1, "a" * 40))
+        # its journal slot is free again: the one slot takes a delivery
+        self.ok({"op": "queue.send", "type": 3, "text": "c"}, client=side)
+        m = self.ok({"op": "queue.recv", "ack": True}, client=side)["msg"]
+        self.assertEqual(m["text"], "c")
+        self.assertEqual(self.ok({"op": "stats"}, client=side)["messages"]
+                         ["lost"], 0)
+
+
 class JournalStateDirTest(DaemonTest):
     def test_second_daemon_on_the_same_state_dir_refuses(self):
         other = Daemon(server={"state_dir": self.d.server["state_dir"]})
