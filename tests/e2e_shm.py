@@ -36,17 +36,8 @@ import unittest
 import ipcb_test
 from ipcb_test import Daemon, private_key, wait_for
 
-SYSV_PY = "/usr/bin/python3"
-
-try:
-    import sysv_ipc
-except ImportError:     # pragma: no cover - depends on the machine
-    sysv_ipc = None
-    if (__name__ == "__main__" and os.access(SYSV_PY, os.X_OK) and
-            os.path.realpath(sys.executable) != os.path.realpath(SYSV_PY)
-            and not os.environ.get("IPCB_SHM_REEXEC")):
-        os.environ["IPCB_SHM_REEXEC"] = "1"
-        os.execv(SYSV_PY, [SYSV_PY] + sys.argv)
+SYSV_PY = ipcb_test.SYSV_PY
+sysv_ipc = ipcb_test.import_sysv_ipc(__name__ == "__main__")
 
 TIMEOUT = 20            # any one helper process, seconds
 

@@ -86,20 +86,11 @@ import threading
 import time
 import traceback
 
-SYSV_PY = "/usr/bin/python3"
+import ipcb_test
+from ipcb_test import Daemon
 
-try:
-    import sysv_ipc
-except ImportError:     # pragma: no cover - depends on the machine
-    sysv_ipc = None
-    if (__name__ == "__main__" and os.access(SYSV_PY, os.X_OK) and
-            os.path.realpath(sys.executable) != os.path.realpath(SYSV_PY)
-            and not os.environ.get("IPCB_FAULT_REEXEC")):
-        os.environ["IPCB_FAULT_REEXEC"] = "1"
-        os.execv(SYSV_PY, [SYSV_PY] + sys.argv)
-
-import ipcb_test                                    # noqa: E402
-from ipcb_test import Daemon                        # noqa: E402
+SYSV_PY = ipcb_test.SYSV_PY
+sysv_ipc = ipcb_test.import_sysv_ipc(__name__ == "__main__")
 
 SEED = int(os.environ.get("FAULT_SEED", "1"))
 SECONDS = float(os.environ.get("FAULT_SECONDS", "60"))
