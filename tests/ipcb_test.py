@@ -43,6 +43,19 @@ def import_sysv_ipc(main):
         return None
 
 
+def _sanitized(path):
+    try:
+        with open(path, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+# A daemon built with AddressSanitizer: its RSS (quarantine, shadow
+# memory) is no measure of ours; LeakSanitizer checks leaks at its exit.
+SANITIZED = _sanitized(DAEMON)
+
+
 def private_key():
     """A random key in a range nothing else on the machine uses."""
     return 0x7E000000 | random.randrange(1, 0xFFFFFF)
