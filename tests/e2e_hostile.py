@@ -998,6 +998,11 @@ class Base(unittest.TestCase):
         cls.d = DAEMONS[cls.daemon]
         cls.by = connect(cls.d)
         cls.by_n = 0
+        # the start-up probe connection is gone: a clean baseline
+        wait_for(lambda: cls.by.call({"op": "stats"})["result"]
+                 ["connections"]["current"] == 1)
+        cls.rss0 = rss_kib(cls.d)
+        cls.fds0 = fd_count(cls.d)
 
     @classmethod
     def tearDownClass(cls):
@@ -1059,15 +1064,6 @@ class HostileInputTest(Base):
     (1,100 connections, big segments). Tests run in name order; the last
     one checks memory and descriptors after all of them."""
     daemon = "main"
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        # the start-up probe connection is gone: a clean baseline
-        wait_for(lambda: cls.by.call({"op": "stats"})["result"]
-                 ["connections"]["current"] == 1)
-        cls.rss0 = rss_kib(cls.d)
-        cls.fds0 = fd_count(cls.d)
 
     def run_case(self, i, cs, victim, other):
         """Send one case; check its replies and the connection after it."""
@@ -1583,14 +1579,6 @@ class LimitsAbuseTest(Base):
     """Abuse that needs a short partial_line_timeout_ms (1 s) and a small
     max_output_bytes (64 KiB): the limits daemon."""
     daemon = "limits"
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        wait_for(lambda: cls.by.call({"op": "stats"})["result"]
-                 ["connections"]["current"] == 1)
-        cls.rss0 = rss_kib(cls.d)
-        cls.fds0 = fd_count(cls.d)
 
     def test_slowloris_drip_is_cut(self):
         """A byte every 50 ms of a line that never ends: the connection is

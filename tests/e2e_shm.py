@@ -1616,8 +1616,8 @@ class StatListTest(ShmTest):
 
 class SemRemovedTest(unittest.TestCase):
     """ipcrm of the guard semaphore: the next request answers sem_removed,
-    the daemon re-creates and re-registers the set (a PHP-style set of 3)
-    and the request after that works."""
+    the daemon re-creates and re-registers the set (PHP's 3 semaphores and
+    the torn-write marker) and the request after that works."""
 
     def test_semaphore_removed_underneath_is_recreated(self):
         d = Daemon(shms={"default": {"size": "64K"}})
