@@ -79,6 +79,7 @@ static struct row rows[160];
 static int nrows;
 
 static int quick;
+static const char *only;	/* --only: sections to run, or NULL for all */
 static double warm_s, cell_s, idle_s;
 static char daemon_path[PATH_MAX], redis_bin[PATH_MAX];
 static char sock_path[128], echo_path[128], rsock_path[128];
@@ -250,8 +251,27 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: bench [--quick] [--daemon PATH] "
-	    "[--redis PATH | --redis ''] [--host-ipc]\n");
+	    "[--redis PATH | --redis ''] [--host-ipc]\n"
+	    "             [--only SECTION,...] [--cell SECONDS]\n"
+	    "sections: enqueue roundtrip delivery blobs library memory "
+	    "(the baselines always run)\n");
 	exit(2);
+}
+
+/* Whether --only lets section name run (for profiling one kind of load). */
+static int
+wanted(const char *name)
+{
+	size_t n = strlen(name);
+	const char *p;
+
+	if (only == NULL)
+		return 1;
+	for (p = only; (p = strstr(p, name)) != NULL; p += n) {
+		if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+			return 1;
+	}
+	return 0;
 }
 
 /*
@@ -1453,6 +1473,7 @@ int
 main(int argc, char *argv[])
 {
 	const char *daemon_arg = NULL, *redis_arg = NULL;
+	double cell_arg = 0;
 	struct rlimit rl;
 	uint64_t start = now_ns();
 	double load1 = 0;
@@ -1467,12 +1488,18 @@ main(int argc, char *argv[])
 			redis_arg = argv[++i];
 		else if (strcmp(argv[i], "--host-ipc") == 0)
 			host_ipc = 1;
+		else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+			only = argv[++i];
+		else if (strcmp(argv[i], "--cell") == 0 && i + 1 < argc)
+			cell_arg = atof(argv[++i]);
 		else
 			usage();
 	}
 	warm_s = quick ? 0.1 : 0.5;
 	cell_s = quick ? 1.0 : 5.0;
 	idle_s = quick ? 1.0 : 5.0;
+	if (cell_arg > 0)
+		cell_s = cell_arg;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
 	cleanup_init();
@@ -1516,21 +1543,29 @@ main(int argc, char *argv[])
 	    daemon_path, redis_bin[0] ? redis_bin : "no redis-server");
 	make_blobs();
 	start_daemon();
+	fprintf(stderr, "bench: daemon pid %d\n", (int)dpid);
 	if (redis_bin[0] != '\0')
 		start_redis();
 	start_echo();
 	if (wait_socket(echo_path, epid, 5) < 0)
 		die("the echo server did not start");
 
-	measure_fresh_memory();
+	if (wanted("memory"))
+		measure_fresh_memory();
 	sect_baseline_kernel();
 	sect_echo();
-	sect_enqueue();
-	sect_roundtrip();
-	sect_delivery();
-	sect_blobs();
-	sect_library();
-	sect_memory();
+	if (wanted("enqueue"))
+		sect_enqueue();
+	if (wanted("roundtrip"))
+		sect_roundtrip();
+	if (wanted("delivery"))
+		sect_delivery();
+	if (wanted("blobs"))
+		sect_blobs();
+	if (wanted("library"))
+		sect_library();
+	if (wanted("memory"))
+		sect_memory();
 	if (!child_alive(dpid))
 		die("the daemon died during the run");
 	print_table((double)(now_ns() - start) / 1e9, load1);
