@@ -36,6 +36,9 @@
  *
  * Invariants, checked with abort() so that libFuzzer reports them:
  *
+ *   - every line load_flat (src/jsonfast.c) takes, jansson takes too,
+ *     to the same DOM (compared as compact dumps); the daemon itself
+ *     runs with load_flat on, so replies come from its DOMs;
  *   - every reply line is valid JSON to json_loadb (\u0000 is allowed in
  *     strings, JSON_ALLOW_NUL, but jansson never takes it in an object
  *     key; FUZZ_ALLOW_NUL_KEYS=1 tolerates that, which PHP array keys
@@ -970,12 +973,43 @@ check_clean(void)
 	}
 }
 
+/* load_flat's DOM of a line, if it takes it, is jansson's. */
+static void
+flat_agrees(const char *line, size_t len)
+{
+	json_t *f = load_flat(line, len), *j;
+	json_error_t e;
+	char *fd, *jd;
+
+	if (f == NULL)
+		return;
+	j = json_loadb(line, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
+	    &e);
+	if (j == NULL)
+		fail("load_flat took a line jansson refuses (%s): %.*s", e.text,
+		    (int)len, line);
+	fd = json_dumps(f, JSON_COMPACT | JSON_ENCODE_ANY);
+	jd = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (fd == NULL || jd == NULL || strcmp(fd, jd) != 0)
+		fail("load_flat and jansson differ on %.*s:\n  %s\n  %s",
+		    (int)len, line, fd ? fd : "?", jd ? jd : "?");
+	free(fd);
+	free(jd);
+	json_decref(f);
+	json_decref(j);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	const char *line = (const char *)data, *nl;
 	int sv[2], i, sndbuf, cut;
 
 	init_once();
+	for (; (nl = memchr(line, '\n', size - (size_t)(line - (const char *)
+	    data))) != NULL; line = nl + 1)
+		flat_agrees(line, (size_t)(nl - line));
+	flat_agrees(line, size - (size_t)(line - (const char *)data));
 	fake_reset();
 	/* every other input with proto_line's data_b64 fast path on for
 	 * every line (it is for long lines only, longer than ours) */

@@ -357,7 +357,17 @@ struct request {
  * the DOM (tests and the fuzzer lower it to reach the fast path). */
 extern size_t	 proto_big_line;
 extern uint64_t	 proto_fast_lines;	/* lines that took that path */
+/* Flat lines get their DOM from load_flat(), not jansson's lexer (tests
+ * turn it off to compare the two). */
+extern int	 proto_flat;
+extern uint64_t	 proto_flat_lines;	/* lines that took that path */
 enum op_status { OP_DONE, OP_PARKED };
+
+/* jsonfast.c */
+json_t	*load_big(const char *line, size_t len, json_error_t *,
+	    const char **b64, size_t *b64len, int *fallback);
+json_t	*load_flat(const char *line, size_t len);
+
 void	 proto_line(struct conn *, const char *line, size_t len);
 void	 reply_result(struct conn *, json_t *id, json_t *result);
 void	 reply_result_b64(struct conn *, json_t *id, json_t *result,

@@ -859,6 +859,21 @@ run_line(const char *line, size_t big, struct outcome *o)
  * message with the fast path tried (threshold 0) as without it; returns
  * whether the fast path was taken.
  */
+static void
+same_outcome(const char *line, const char *how, struct outcome *slow,
+    struct outcome *fast)
+{
+	ck_assert_msg(strcmp(slow->reply, fast->reply) == 0,
+	    "%.120s\n  without %s: %s\n  with it: %s", line, how,
+	    slow->reply, fast->reply);
+	ck_assert_msg(slow->len == fast->len, "%.120s: queued %zd bytes, "
+	    "with %s %zd", line, slow->len, how, fast->len);
+	if (slow->len > 0) {
+		ck_assert_int_eq(slow->type, fast->type);
+		ck_assert_mem_eq(slow->msg, fast->msg, (size_t)slow->len);
+	}
+}
+
 static int
 same_both_ways(const char *line)
 {
@@ -868,17 +883,84 @@ same_both_ways(const char *line)
 	run_line(line, SIZE_MAX, &slow);
 	before = proto_fast_lines;
 	run_line(line, 0, &fast);
-	ck_assert_msg(strcmp(slow.reply, fast.reply) == 0,
-	    "%.120s\n  without the fast path: %s\n  with it: %s", line,
-	    slow.reply, fast.reply);
-	ck_assert_msg(slow.len == fast.len, "%.120s: queued %zd bytes, with "
-	    "the fast path %zd", line, slow.len, fast.len);
-	if (slow.len > 0) {
-		ck_assert_int_eq(slow.type, fast.type);
-		ck_assert_mem_eq(slow.msg, fast.msg, (size_t)slow.len);
-	}
+	same_outcome(line, "the fast path", &slow, &fast);
 	return proto_fast_lines > before;
 }
+
+/* The same for load_flat: jansson alone, then with flat lines parsed by
+ * load_flat; returns whether load_flat took the line. */
+static int
+same_flat_or_not(const char *line)
+{
+	static struct outcome slow, fast;
+	uint64_t before;
+
+	proto_flat = 0;
+	run_line(line, SIZE_MAX, &slow);
+	proto_flat = 1;
+	before = proto_flat_lines;
+	run_line(line, SIZE_MAX, &fast);
+	same_outcome(line, "load_flat", &slow, &fast);
+	return proto_flat_lines > before;
+}
+
+/*
+ * Whole requests, replies and queued messages compared: hot shapes and
+ * every kind of error that happens after parsing, which load_flat's DOM
+ * must lead to exactly as jansson's does (order of members decides which
+ * bad param is named first).
+ */
+START_TEST(test_flat_path_same_replies)
+{
+	static const char *taken[] = {
+		"{\"op\":\"queue.send\",\"type\":1,\"text\":\"hello\"}",
+		"{\"id\":9,\"op\":\"queue.send\",\"queue\":\"jobs\","
+		    "\"type\":123456789012,\"text\":\"x y\"}",
+		"{\"id\":\"a\",\"op\":\"queue.send\",\"type\":2,"
+		    "\"data_b64\":\"AAEC\"}",
+		"{\"op\":\"queue.send\",\"type\":3,\"value\":17}",
+		"{\"op\":\"queue.send\",\"type\":3,\"value\":null}",
+		"{\"op\":\"queue.recv\",\"type\":-3,\"except\":false}",
+		"{\"op\":\"queue.send\",\"type\":0,\"text\":\"x\"}",
+		"{\"op\":\"queue.send\",\"type\":-1,\"text\":\"x\"}",
+		"{\"op\":\"queue.send\",\"text\":\"no type\"}",
+		"{\"op\":\"queue.send\",\"type\":1,\"text\":1}",
+		"{\"op\":\"queue.send\",\"type\":\"1\",\"text\":\"x\"}",
+		"{\"op\":\"queue.send\",\"type\":1,\"text\":\"x\","
+		    "\"data_b64\":\"AAAA\"}",
+		"{\"op\":\"queue.send\",\"type\":1,\"data_b64\":\"AAA\"}",
+		"{\"op\":\"queue.send\",\"b\":1,\"a\":true}",
+		"{\"op\":\"queue.send\",\"a\":true,\"b\":1}",
+		"{\"op\":\"queue.send\",\"queue\":\"nope\",\"type\":1,"
+		    "\"text\":\"x\"}",
+		"{\"id\":true,\"op\":\"hello\"}",
+		"{\"id\":null,\"op\":\"hello\"}",
+		"{\"op\":null}",
+		"{\"op\":\"no.such\"}",
+		"{}",
+		"{\"op\":\"hello\",\"proto\":1}",
+		"{\"op\":\"shm.list\"}",
+	};
+	static const char *left[] = {
+		"{\"op\":\"queue.send\",\"type\":1,\"text\":\"caf\xc3\xa9\"}",
+		"{\"op\":\"queue.send\",\"type\":1,\"text\":\"a\\nb\"}",
+		"{\"op\":\"queue.send\",\"type\":1.5,\"text\":\"x\"}",
+		"{\"op\":\"queue.send\",\"type\":1,\"value\":[1,{}]}",
+		"{\"op\":\"queue.send\",\"type\":1,\"type\":2}",
+		"{\"op\":\"queue.send\",\"type\":99999999999999999999}",
+		"{\"op\":\"queue.send\",\"type\":1,\"text\":\"x\"",
+		"{\"op\":\"queue.send\",\"type\":01}",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(taken) / sizeof(taken[0]); i++)
+		ck_assert_msg(same_flat_or_not(taken[i]), "not taken: %s",
+		    taken[i]);
+	for (i = 0; i < sizeof(left) / sizeof(left[0]); i++)
+		ck_assert_msg(!same_flat_or_not(left[i]), "taken: %s",
+		    left[i]);
+}
+END_TEST
 
 /* 48 bytes 0..47 in base64 */
 #define B64_48	"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKiss" \
@@ -1187,14 +1269,11 @@ START_TEST(test_stats_counts_errors_by_code)
 }
 END_TEST
 
-static Suite *
-proto_suite(void)
+/* Tests that run twice: with flat lines parsed by load_flat (the
+ * default) and with every line going to jansson. */
+static void
+add_decode_tests(TCase *tc)
 {
-	Suite *s = suite_create("proto");
-	TCase *tc;
-
-	tc = tcase_create("decode");
-	h_fixtures(tc);
 	tcase_add_test(tc, test_parse_error_position);
 	tcase_add_test(tc, test_parse_error_strict);
 	tcase_add_test(tc, test_parse_error_message);
@@ -1210,6 +1289,42 @@ proto_suite(void)
 	tcase_add_test(tc, test_reply_shape);
 	tcase_add_test(tc, test_hello_protocol);
 	tcase_add_test(tc, test_unknown_queue);
+}
+
+static void
+add_queue_tests(TCase *tc)
+{
+	tcase_add_test(tc, test_send_recv_text);
+	tcase_add_test(tc, test_send_reply_bytes);
+	tcase_add_test(tc, test_deferred_replies);
+	tcase_add_test(tc, test_send_recv_binary);
+	tcase_add_test(tc, test_recv_selectors);
+	tcase_add_test(tc, test_recv_empty_queue);
+	tcase_add_test(tc, test_queue_full_and_too_big);
+	tcase_add_test(tc, test_stats_counts_errors_by_code);
+}
+
+static void
+flat_off(void)
+{
+	proto_flat = 0;
+}
+
+static Suite *
+proto_suite(void)
+{
+	Suite *s = suite_create("proto");
+	TCase *tc;
+
+	tc = tcase_create("decode");
+	h_fixtures(tc);
+	add_decode_tests(tc);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("decode, jansson only");
+	h_fixtures(tc);
+	tcase_add_checked_fixture(tc, flat_off, NULL);
+	add_decode_tests(tc);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("framing");
@@ -1228,14 +1343,14 @@ proto_suite(void)
 
 	tc = tcase_create("queue");
 	h_fixtures(tc);
-	tcase_add_test(tc, test_send_recv_text);
-	tcase_add_test(tc, test_send_reply_bytes);
-	tcase_add_test(tc, test_deferred_replies);
-	tcase_add_test(tc, test_send_recv_binary);
-	tcase_add_test(tc, test_recv_selectors);
-	tcase_add_test(tc, test_recv_empty_queue);
-	tcase_add_test(tc, test_queue_full_and_too_big);
-	tcase_add_test(tc, test_stats_counts_errors_by_code);
+	add_queue_tests(tc);
+	tcase_add_test(tc, test_flat_path_same_replies);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("queue, jansson only");
+	h_fixtures(tc);
+	tcase_add_checked_fixture(tc, flat_off, NULL);
+	add_queue_tests(tc);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("b64_fast_path");

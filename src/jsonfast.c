@@ -1,0 +1,380 @@
+/*
+ * jsonfast.c - request lines parsed without jansson's lexer reading all
+ * of them; jansson still decides about every line these do not take.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "daemon.h"
+
+/*
+ * Big blobs out of the DOM. jansson reads a string byte by byte and copies
+ * it, which made a 1 MiB shm.put spend most of its time in the parser and
+ * hold the blob three times over. A base64 value needs no escapes, so in
+ * a long line the top-level "data_b64" string is found by a structural
+ * scan, jansson parses the line without that string's contents (it sees
+ * "data_b64":"" and validates everything else as usual), and the handler
+ * decodes the text straight from the line into its own buffer.
+ *
+ * Strictness is unchanged, because the fast path is taken only when the
+ * skipped bytes are exactly what jansson would have put in the string:
+ * printable ASCII with no backslash (control characters, bytes >= 0x80
+ * and escapes all take the ordinary path, so their errors are jansson's).
+ * Skipping them changes no other token, so jansson's verdict on the rest
+ * (syntax, duplicate keys, types, UTF-8) is the same; error positions
+ * past the skipped bytes are moved back to where they are in the line.
+ */
+size_t proto_big_line = 4096;
+uint64_t proto_fast_lines;	/* parsed with data_b64 left out */
+
+static size_t
+skip_ws(const char *p, size_t i, size_t len)
+{
+	while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' ||
+	    p[i] == '\r'))
+		i++;
+	return i;
+}
+
+/* p[i] is '"': the index just past the closing quote, or 0. */
+static size_t
+skip_string(const char *p, size_t i, size_t len)
+{
+	for (i++; i < len; i++) {
+		if (p[i] == '"')
+			return i + 1;
+		if (p[i] == '\\')
+			i++;
+	}
+	return 0;
+}
+
+/* Past one value of any kind (brackets are only counted: whatever is
+ * wrong in there, jansson reports it before the skipped string), or 0. */
+static size_t
+skip_value(const char *p, size_t i, size_t len)
+{
+	size_t depth = 0, start = i;
+
+	while (i < len) {
+		switch (p[i]) {
+		case '"':
+			if ((i = skip_string(p, i, len)) == 0)
+				return 0;
+			if (depth == 0)
+				return i;
+			continue;
+		case '{':
+		case '[':
+			depth++;
+			break;
+		case '}':
+		case ']':
+			if (depth == 0)
+				return i > start ? i : 0;
+			if (--depth == 0)
+				return i + 1;
+			break;
+		case ',':
+		case ' ':
+		case '\t':
+		case '\r':
+		case '\n':
+			if (depth == 0)
+				return i > start ? i : 0;
+			break;
+		}
+		i++;
+	}
+	return depth == 0 && i > start ? i : 0;
+}
+
+typedef signed char v16sc __attribute__((vector_size(16)));
+
+/* From i, the first byte that a base64 string cannot hold as is: '"',
+ * '\\', a control character or a byte >= 0x80 (negative as signed). */
+static size_t
+plain_run(const char *p, size_t i, size_t len)
+{
+	uint64_t lo, hi;
+	v16sc v, bad;
+
+	for (; i + 16 <= len; i += 16) {
+		memcpy(&v, p + i, 16);
+		bad = (v < 0x20) | (v == '"') | (v == '\\');
+		memcpy(&lo, &bad, 8);
+		memcpy(&hi, (char *)&bad + 8, 8);
+		if (lo | hi)
+			break;
+	}
+	for (; i < len; i++) {
+		if ((signed char)p[i] < 0x20 || p[i] == '"' || p[i] == '\\')
+			break;
+	}
+	return i;
+}
+
+/*
+ * The contents of the top-level "data_b64" string of an object, if it is
+ * plain (see above): *start and *n; else 0. The scan follows the JSON
+ * grammar only as far as telling strings, keys and nesting apart.
+ */
+static int
+find_b64(const char *p, size_t len, size_t *start, size_t *n)
+{
+	static const char key[] = "\"data_b64\"";
+	size_t i, k, e;
+	int found = 0, is_b64;
+
+	i = skip_ws(p, 0, len);
+	if (i >= len || p[i] != '{')
+		return 0;
+	i = skip_ws(p, i + 1, len);
+	if (i < len && p[i] == '}')
+		return 0;
+	for (;;) {
+		if (i >= len || p[i] != '"' || (k = skip_string(p, i, len)) == 0)
+			return 0;
+		is_b64 = k - i == sizeof(key) - 1 &&
+		    memcmp(p + i, key, sizeof(key) - 1) == 0;
+		i = skip_ws(p, k, len);
+		if (i >= len || p[i] != ':')
+			return 0;
+		i = skip_ws(p, i + 1, len);
+		if (is_b64 && !found && i < len && p[i] == '"') {
+			e = plain_run(p, i + 1, len);
+			if (e >= len || p[e] != '"')
+				return 0;	/* an escape, or worse */
+			*start = i + 1;
+			*n = e - (i + 1);
+			found = 1;
+			i = e + 1;
+		} else if ((i = skip_value(p, i, len)) == 0)
+			return 0;
+		i = skip_ws(p, i, len);
+		if (i < len && p[i] == ',') {
+			i = skip_ws(p, i + 1, len);
+			continue;
+		}
+		if (i < len && p[i] == '}')
+			return found;
+		return 0;
+	}
+}
+
+/* The line without the bytes [cut, cut + cutlen), for jansson. */
+struct line_src {
+	const char	*p;
+	size_t		 len, pos, cut, cutlen;
+	int		 skipped;
+};
+
+static size_t
+line_read(void *buf, size_t buflen, void *arg)
+{
+	struct line_src *s = arg;
+	size_t n;
+
+	if (!s->skipped && s->pos == s->cut) {
+		s->pos += s->cutlen;
+		s->skipped = 1;
+	}
+	n = (s->skipped ? s->len : s->cut) - s->pos;
+	if (n > buflen)
+		n = buflen;
+	memcpy(buf, s->p + s->pos, n);
+	s->pos += n;
+	return n;		/* 0: the end */
+}
+
+/* Parse a long line with its data_b64 string left out; NULL with
+ * *fallback set when the line takes the ordinary path after all. */
+json_t *
+load_big(const char *line, size_t len, json_error_t *jerr,
+    const char **b64, size_t *b64len, int *fallback)
+{
+	struct line_src src = { line, len, 0, 0, 0, 0 };
+	json_t *req, *v;
+
+	*fallback = 1;
+	if (!find_b64(line, len, &src.cut, &src.cutlen))
+		return NULL;
+	*fallback = 0;
+	proto_fast_lines++;
+	req = json_load_callback(line_read, &src, JSON_DECODE_ANY |
+	    JSON_REJECT_DUPLICATES, jerr);
+	if (req == NULL) {
+		if (jerr->position > (int)src.cut)
+			jerr->position += (int)src.cutlen;
+		return NULL;
+	}
+	v = json_object_get(req, "data_b64");
+	if (!json_is_string(v) || json_string_length(v) != 0) {
+		/* cannot happen: the scan found the top-level member */
+		json_decref(req);
+		*fallback = 1;
+		return NULL;
+	}
+	*b64 = line + src.cut;
+	*b64len = src.cutlen;
+	return req;
+}
+
+/*
+ * Small lines: the DOM of a flat request, built without jansson's lexer.
+ * * Almost every request is one flat object of short ASCII strings and
+ * small integers, like {"op":"queue.send","queue":"jobs","text":"hi"}.
+ * jansson reads its input a byte at a time through a stream, UTF-8
+ * checking and buffering each one, which made json_loadb three quarters
+ * of the daemon's own work per queue.send (doc/performance.md). Here such
+ * a line is recognized in one pass and its DOM built straight from the
+ * bytes, with the same jansson calls its parser ends in.
+ *
+ * The recognized language is a strict subset of what jansson accepts, and
+ * for it the DOM is the one jansson would build, members in the same
+ * order: an object (whitespace as JSON allows it around every token)
+ * whose keys are strings and whose values are strings, integers of at
+ * most 18 digits (no leading zeros), true, false or null, where a string
+ * holds printable ASCII only, with no escapes. Anything else - nesting,
+ * reals, escapes, bytes >= 0x80 or control characters in a string, a
+ * duplicate key, a syntax error - returns NULL and the line goes to
+ * jansson, so every error, and every reply to an unusual line, is
+ * jansson's as before. check_proto and fuzz_request compare the two on
+ * every line they see.
+ */
+int	 proto_flat = 1;
+uint64_t proto_flat_lines;	/* lines whose DOM was built here */
+
+
+/* p[*i] is '"': the plain string's bytes, *i moved past it; or NULL. */
+static const char *
+plain_string(const char *p, size_t *i, size_t len, size_t *n)
+{
+	size_t s = *i + 1, e = plain_run(p, s, len);
+
+	if (e >= len || p[e] != '"')
+		return NULL;
+	*n = e - s;
+	*i = e + 1;
+	return p + s;
+}
+
+/* -?(0|[1-9][0-9]{0,17}): at most 18 digits never overflow an int64;
+ * longer ones, which jansson may refuse as too big, are left to it. */
+static json_t *
+small_integer(const char *p, size_t *i, size_t len)
+{
+	size_t k = *i, first;
+	int64_t v = 0;
+	int neg = 0;
+
+	if (k < len && p[k] == '-') {
+		neg = 1;
+		k++;
+	}
+	first = k;
+	while (k < len && k - first < 18 && p[k] >= '0' && p[k] <= '9')
+		v = v * 10 + (p[k++] - '0');
+	if (k == first || (k < len && p[k] >= '0' && p[k] <= '9') ||
+	    (p[first] == '0' && k - first > 1))
+		return NULL;
+	*i = k;
+	return json_integer(neg ? -v : v);
+}
+
+static json_t *
+word(const char *p, size_t *i, size_t len, const char *w, json_t *v)
+{
+	size_t n = strlen(w);
+
+	if (len - *i < n || memcmp(p + *i, w, n) != 0)
+		return NULL;
+	*i += n;
+	return v;
+}
+
+/* One value of the subset at p[*i], *i moved past it; or NULL. */
+static json_t *
+flat_value(const char *p, size_t *i, size_t len)
+{
+	const char *s;
+	size_t n;
+
+	switch (p[*i]) {
+	case '"':
+		if ((s = plain_string(p, i, len, &n)) == NULL)
+			return NULL;
+		return json_stringn_nocheck(s, n);
+	case 't':
+		return word(p, i, len, "true", json_true());
+	case 'f':
+		return word(p, i, len, "false", json_false());
+	case 'n':
+		return word(p, i, len, "null", json_null());
+	default:
+		return small_integer(p, i, len);
+	}
+}
+
+/*
+ * After a value, the next byte must end it as jansson's lexer would end
+ * it: whitespace, ',' or '}' ("1.5", "1e3", "truex" go to jansson).
+ */
+static int
+value_ends(const char *p, size_t i, size_t len)
+{
+	return i < len && (p[i] == ',' || p[i] == '}' || p[i] == ' ' ||
+	    p[i] == '\t' || p[i] == '\r' || p[i] == '\n');
+}
+
+json_t *
+load_flat(const char *p, size_t len)
+{
+	json_t *obj, *v;
+	const char *key;
+	size_t i, klen;
+
+	if (!proto_flat)
+		return NULL;
+	i = skip_ws(p, 0, len);
+	if (i >= len || p[i] != '{')
+		return NULL;
+	if ((obj = json_object()) == NULL)
+		return NULL;
+	i = skip_ws(p, i + 1, len);
+	if (i < len && p[i] == '}')
+		goto end;
+	for (;;) {
+		if (i >= len || p[i] != '"' ||
+		    (key = plain_string(p, &i, len, &klen)) == NULL)
+			goto fail;
+		i = skip_ws(p, i, len);
+		if (i >= len || p[i] != ':')
+			goto fail;
+		i = skip_ws(p, i + 1, len);
+		if (i >= len || (v = flat_value(p, &i, len)) == NULL)
+			goto fail;
+		if (!value_ends(p, i, len) ||
+		    json_object_getn(obj, key, klen) != NULL ||
+		    json_object_setn_new_nocheck(obj, key, klen, v) < 0) {
+			json_decref(v);
+			goto fail;
+		}
+		i = skip_ws(p, i, len);
+		if (i < len && p[i] == ',') {
+			i = skip_ws(p, i + 1, len);
+			continue;
+		}
+		if (i < len && p[i] == '}')
+			break;
+		goto fail;
+	}
+end:
+	if (skip_ws(p, i + 1, len) != len)
+		goto fail;
+	proto_flat_lines++;
+	return obj;
+fail:
+	json_decref(obj);
+	return NULL;
+}

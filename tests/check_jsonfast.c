@@ -1,0 +1,309 @@
+/*
+ * check_jsonfast.c - flat request lines parsed without jansson's lexer
+ * (load_flat in src/jsonfast.c).
+ *
+ * The promise: whatever load_flat takes, jansson takes too, and the DOM
+ * is the one jansson builds, members in the same order; whatever it does
+ * not take it leaves alone (NULL), so jansson decides. Each case is
+ * checked against jansson itself, and random mutations of the hot shapes
+ * are compared the same way. The data_b64 path for big lines is tested in
+ * check_proto.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+
+#include "daemon.h"
+
+/* main.c's globals, which libdaemon refers to */
+struct event_base *base;
+const struct config *cfg;
+
+static json_t *
+jansson(const char *line, size_t len)
+{
+	json_error_t e;
+
+	return json_loadb(line, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
+	    &e);
+}
+
+static char *
+dump(json_t *j)
+{
+	return json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+/*
+ * load_flat(line) is NULL, or jansson parses the line to the same DOM
+ * (compared as compact dumps, which keep member order and tell 1 from
+ * "1" and 0 from false). Returns whether load_flat took the line.
+ */
+static int
+agrees(const char *line, size_t len)
+{
+	json_t *f = load_flat(line, len), *j;
+	char *fd, *jd;
+
+	if (f == NULL)
+		return 0;
+	j = jansson(line, len);
+	ck_assert_msg(j != NULL, "load_flat took a line jansson refuses: "
+	    "%.*s", (int)len, line);
+	fd = dump(f);
+	jd = dump(j);
+	ck_assert_msg(strcmp(fd, jd) == 0, "%.*s\n  load_flat: %s\n  "
+	    "jansson:   %s", (int)len, line, fd, jd);
+	ck_assert_int_eq(json_object_size(f), json_object_size(j));
+	free(fd);
+	free(jd);
+	json_decref(f);
+	json_decref(j);
+	return 1;
+}
+
+static void
+taken(const char *line)
+{
+	ck_assert_msg(agrees(line, strlen(line)), "load_flat left to "
+	    "jansson: %s", line);
+}
+
+static void
+left(const char *line)
+{
+	ck_assert_msg(load_flat(line, strlen(line)) == NULL, "load_flat "
+	    "took: %s", line);
+}
+
+START_TEST(test_hot_shapes_taken)
+{
+	uint64_t before = proto_flat_lines;
+
+	taken("{\"op\":\"queue.send\",\"queue\":\"jobs\",\"type\":1,"
+	    "\"text\":\"hello world 0001\"}");
+	taken("{\"id\":7,\"op\":\"queue.send\",\"type\":2,\"data_b64\":"
+	    "\"AAECAw==\"}");
+	taken("{\"id\":\"req-1\",\"op\":\"queue.recv\",\"queue\":\"jobs\","
+	    "\"type\":-5,\"except\":false,\"timeout_ms\":250,\"ack\":true}");
+	taken("{\"op\":\"shm.get\",\"name\":\"cache\",\"var\":1,"
+	    "\"encoding\":\"base64\"}");
+	taken("{\"op\":\"hello\"}");
+	taken("{\"op\":\"stats\",\"x\":null}");
+	taken("{}");
+	taken(" \t{ \"op\" :\t\"hello\" ,\r\n\"id\" : 1 }\r\n ");
+	ck_assert_uint_eq(proto_flat_lines - before, 8);
+}
+END_TEST
+
+START_TEST(test_integers)
+{
+	taken("{\"a\":0}");
+	taken("{\"a\":-0}");
+	taken("{\"a\":-1}");
+	taken("{\"a\":123456789012345678}");	/* 18 digits */
+	taken("{\"a\":-999999999999999999}");
+	left("{\"a\":1234567890123456789}");	/* 19: jansson's call */
+	left("{\"a\":9223372036854775807}");
+	left("{\"a\":99999999999999999999999}");	/* too big for jansson */
+	left("{\"a\":01}");
+	left("{\"a\":-01}");
+	left("{\"a\":-}");
+	left("{\"a\":--1}");
+	left("{\"a\":+1}");
+	left("{\"a\":1.0}");
+	left("{\"a\":1e3}");
+	left("{\"a\":1E3}");
+	left("{\"a\":0x10}");
+	left("{\"a\":1a}");
+}
+END_TEST
+
+START_TEST(test_strings)
+{
+	char line[64];
+	int c;
+
+	taken("{\"a\":\"\"}");
+	taken("{\"\":\"empty key\"}");
+	taken("{\"a\":\" !#$%&'()*+,-./:;<=>?@[]^_`{|}~\"}");
+	taken("{\"a\":\"\x7f\"}");		/* DEL is not a control */
+	left("{\"a\":\"\\n\"}");		/* escapes: jansson's */
+	left("{\"a\":\"\\u0041\"}");
+	left("{\"a\\\"\":1}");
+	left("{\"a\":\"caf\xc3\xa9\"}");	/* UTF-8: jansson's */
+	left("{\"a\":\"\xff\"}");
+	left("{\"a\":\"\x01\"}");
+	left("{\"a\":\"\t\"}");
+	left("{\"a\":\"unterminated}");
+	left("{\"a\":'single'}");
+	/* every byte that is not plain ASCII, in a value and in a key */
+	for (c = 1; c < 256; c++) {
+		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\')
+			continue;
+		snprintf(line, sizeof(line), "{\"a\":\"x%cy\"}", c);
+		left(line);
+		snprintf(line, sizeof(line), "{\"x%cy\":1}", c);
+		left(line);
+	}
+	/* a NUL byte anywhere */
+	ck_assert_ptr_null(load_flat("{\"a\":\"x\0y\"}", 11));
+	ck_assert_ptr_null(load_flat("{\"a\":1}\0", 8));
+}
+END_TEST
+
+START_TEST(test_words)
+{
+	taken("{\"a\":true,\"b\":false,\"c\":null}");
+	left("{\"a\":tru}");
+	left("{\"a\":truex}");
+	left("{\"a\":True}");
+	left("{\"a\":nul}");
+	left("{\"a\":falsey}");
+}
+END_TEST
+
+START_TEST(test_structure_left_to_jansson)
+{
+	left("");
+	left("   ");
+	left("[]");
+	left("1");
+	left("\"op\"");
+	left("{");
+	left("{\"a\"}");
+	left("{\"a\":}");
+	left("{\"a\" 1}");
+	left("{\"a\":1,}");
+	left("{,\"a\":1}");
+	left("{\"a\":1 \"b\":2}");
+	left("{\"a\":1}}");
+	left("{\"a\":1} x");
+	left("{\"a\":1}{}");
+	left("{a:1}");
+	left("{\"a\":{}}");			/* nesting: jansson's */
+	left("{\"a\":[1]}");
+	left("{\"a\":1,\"a\":2}");		/* duplicates: jansson's error */
+	left("{\"op\":\"x\",\"id\":1,\"op\":\"x\"}");
+	left("{\"a\":1}\f");			/* not JSON whitespace */
+	left("\v{\"a\":1}");
+}
+END_TEST
+
+START_TEST(test_off_switch)
+{
+	proto_flat = 0;
+	left("{\"op\":\"hello\"}");
+	proto_flat = 1;
+	taken("{\"op\":\"hello\"}");
+}
+END_TEST
+
+/* xorshift64: the same mutations every run */
+static uint64_t rng = 0x2545F4914F6CDD1Dull;
+
+static unsigned
+rnd(unsigned n)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (unsigned)(rng % n);
+}
+
+/*
+ * Mutations of the hot shapes: bytes replaced, inserted and deleted,
+ * drawn mostly from JSON's own punctuation, digits and words, so that
+ * many mutants are still valid JSON in or near the subset. Every one
+ * must agree with jansson; enough must be taken and enough left that the
+ * comparison means something.
+ */
+START_TEST(test_mutations_agree)
+{
+	static const char *seeds[] = {
+		"{\"id\":12,\"op\":\"queue.send\",\"queue\":\"jobs\","
+		    "\"type\":1,\"text\":\"hello world 0001\"}",
+		"{\"op\":\"queue.recv\",\"type\":-3,\"except\":true,"
+		    "\"timeout_ms\":0}",
+		"{ \"op\" : \"shm.put\" , \"var\" : 0, \"value\" : null }",
+	};
+	static const char alphabet[] = "{}[]:,\"\\ \t\r\n-+.eE0123456789"
+	    "truefalsnl\x7f\x80\xc3\xa9\x01";
+	char line[256];
+	size_t len, k;
+	int i, m, took = 0, jok = 0, refused = 0;
+	json_t *j;
+
+	for (i = 0; i < 60000; i++) {
+		const char *s = seeds[rnd(3)];
+
+		len = strlen(s);
+		memcpy(line, s, len);
+		for (m = 1 + (int)rnd(3); m > 0; m--) {
+			k = rnd((unsigned)len + 1);
+			switch (rnd(3)) {
+			case 0:		/* replace */
+				if (k < len)
+					line[k] = rnd(4) ? alphabet[rnd(
+					    sizeof(alphabet) - 1)] :
+					    (char)rnd(256);
+				break;
+			case 1:		/* insert */
+				if (len + 1 >= sizeof(line))
+					break;
+				memmove(line + k + 1, line + k, len - k);
+				line[k] = alphabet[rnd(sizeof(alphabet) - 1)];
+				len++;
+				break;
+			default:	/* delete */
+				if (k < len) {
+					memmove(line + k, line + k + 1,
+					    len - k - 1);
+					len--;
+				}
+			}
+		}
+		took += agrees(line, len);
+		if ((j = jansson(line, len)) != NULL) {
+			jok++;
+			json_decref(j);
+		} else
+			refused++;
+	}
+	/* both outcomes well represented, or the comparison is idle */
+	ck_assert_int_gt(took, 10000);
+	ck_assert_int_gt(refused, 10000);
+	ck_assert_int_ge(jok, took);
+}
+END_TEST
+
+static Suite *
+jsonfast_suite(void)
+{
+	Suite *s = suite_create("jsonfast");
+	TCase *tc = tcase_create("flat");
+
+	tcase_add_test(tc, test_hot_shapes_taken);
+	tcase_add_test(tc, test_integers);
+	tcase_add_test(tc, test_strings);
+	tcase_add_test(tc, test_words);
+	tcase_add_test(tc, test_structure_left_to_jansson);
+	tcase_add_test(tc, test_off_switch);
+	tcase_add_test(tc, test_mutations_agree);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(jsonfast_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
