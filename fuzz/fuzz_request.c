@@ -977,7 +977,7 @@ check_clean(void)
 static void
 flat_agrees(const char *line, size_t len)
 {
-	json_t *f = load_flat(line, len), *j;
+	json_t *f = load_flat_object(line, len), *j;
 	json_error_t e;
 	char *fd, *jd;
 

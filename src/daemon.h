@@ -342,14 +342,23 @@ extern const struct config *cfg;
 
 /* proto.c: decode a request line, dispatch, encode the reply */
 enum encoding { ENC_AUTO, ENC_TEXT, ENC_BASE64, ENC_JSON, ENC_PHP };
+/* Every param of every op (the op table in proto.c says whose is whose). */
+enum pname {
+	PN_NONE, PN_PROTO, PN_TARGET, PN_CONSUMER, PN_QUEUE, PN_TYPE, PN_TYPE_MAX,
+	PN_EXCEPT, PN_TEXT, PN_DATA_B64, PN_VALUE, PN_TIMEOUT_MS, PN_ENCODING,
+	PN_ACK, PN_ACK_TIMEOUT_MS, PN_PREFETCH, PN_TAG, PN_NAME, PN_VAR,
+	PN_OFFSET, PN_LENGTH, PN_LOCK_TIMEOUT_MS, PN__COUNT
+};
 struct request {
 	struct conn	*conn;
 	json_t		*id;	/* borrowed; NULL when the client sent none */
-	json_t		*req;
 	const char	*op;
-	/* a big data_b64 kept out of the DOM (req holds "" for it): its
-	 * text in the request line, valid only until the handler returns;
-	 * NULL when data_b64, if any, is in req as usual */
+	/* the params given, type-checked against the op table; borrowed
+	 * until the handler returns (incref to keep); NULL when absent */
+	json_t		*p[PN__COUNT];
+	/* a big data_b64 kept out of the DOM (p[PN_DATA_B64] is "" then):
+	 * its text in the request line, valid only until the handler
+	 * returns; NULL when data_b64, if any, is in p[] as usual */
 	const char	*b64;
 	size_t		 b64len;
 };
@@ -366,7 +375,14 @@ enum op_status { OP_DONE, OP_PARKED };
 /* jsonfast.c */
 json_t	*load_big(const char *line, size_t len, json_error_t *,
 	    const char **b64, size_t *b64len, int *fallback);
-json_t	*load_flat(const char *line, size_t len);
+struct member {			/* one "key": value of a request */
+	const char	*key;		/* not NUL-terminated */
+	size_t		 klen;
+	json_t		*v;
+};
+int	 load_flat(const char *line, size_t len, struct member *, int max);
+void	 members_free(struct member *, int n);
+json_t	*load_flat_object(const char *line, size_t len);
 
 void	 proto_line(struct conn *, const char *line, size_t len);
 void	 reply_result(struct conn *, json_t *id, json_t *result);
@@ -410,8 +426,8 @@ json_t		*send_result(struct queue *, long type, size_t len);
 /* waiter.c: parked receivers, consumers, pending sends and the poll timer */
 enum waiter_kind { W_RECV, W_CONSUME, W_SEND, W_LOCK };
 struct waiter;
-typedef void	 (*locked_fn)(struct conn *, json_t *id, json_t *req,
-		    struct segment *, void *arg);
+typedef void	 (*locked_fn)(struct conn *, json_t *id, struct segment *,
+		    void *arg);
 struct waiter {
 	enum waiter_kind kind;
 	struct conn	*conn;		/* NULL for a put-back */
@@ -431,7 +447,6 @@ struct waiter {
 	size_t		 len;
 	int		 slot;		/* put-back: its journal slot or -1 */
 	struct segment	*seg;		/* W_LOCK: the segment, */
-	json_t		*req;		/* the request (owned), */
 	locked_fn	 run;		/* what to do under the lock */
 	int		 how;		/* taken as IPCB_LOCK_*, */
 	void		*arg;		/* with what (owned, free()d) */
@@ -458,9 +473,8 @@ int		 waiter_count(void);
 void		 waiter_exit(void);
 int		 payload_put(json_t *, const char *, size_t, enum encoding);
 void		 serve_senders(struct queue *, uint64_t);
-enum op_status	 waiter_lock(struct conn *, json_t *id, json_t *req,
-		    struct segment *, int how, locked_fn, void *arg,
-		    int timeout_ms);
+enum op_status	 waiter_lock(struct conn *, json_t *id, struct segment *,
+		    int how, locked_fn, void *arg, int timeout_ms);
 void		 waiter_fail_segment(struct segment *, int code, const char *);
 void		 waiter_kick(void);
 void		 waiter_consumer_acked(struct conn *, long consumer);

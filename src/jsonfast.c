@@ -221,29 +221,32 @@ load_big(const char *line, size_t len, json_error_t *jerr,
 }
 
 /*
- * Small lines: the DOM of a flat request, built without jansson's lexer.
- * * Almost every request is one flat object of short ASCII strings and
+ * Small lines: the members of a flat request, without jansson's lexer.
+ *
+ * Almost every request is one flat object of short ASCII strings and
  * small integers, like {"op":"queue.send","queue":"jobs","text":"hi"}.
  * jansson reads its input a byte at a time through a stream, UTF-8
  * checking and buffering each one, which made json_loadb three quarters
  * of the daemon's own work per queue.send (doc/performance.md). Here such
- * a line is recognized in one pass and its DOM built straight from the
- * bytes, with the same jansson calls its parser ends in.
+ * a line is recognized in one pass and its members' values built
+ * straight from the bytes, with the same jansson calls its parser ends
+ * in; there is no object around them to build, hash and free, as
+ * proto_line only ever walks the members once.
  *
  * The recognized language is a strict subset of what jansson accepts, and
- * for it the DOM is the one jansson would build, members in the same
+ * for it the members are the ones jansson would build, in the same
  * order: an object (whitespace as JSON allows it around every token)
  * whose keys are strings and whose values are strings, integers of at
  * most 18 digits (no leading zeros), true, false or null, where a string
  * holds printable ASCII only, with no escapes. Anything else - nesting,
  * reals, escapes, bytes >= 0x80 or control characters in a string, a
- * duplicate key, a syntax error - returns NULL and the line goes to
+ * duplicate key, a syntax error - returns -1 and the line goes to
  * jansson, so every error, and every reply to an unusual line, is
  * jansson's as before. check_proto and fuzz_request compare the two on
  * every line they see.
  */
 int	 proto_flat = 1;
-uint64_t proto_flat_lines;	/* lines whose DOM was built here */
+uint64_t proto_flat_lines;	/* lines load_flat took */
 
 
 /* p[*i] is '"': the plain string's bytes, *i moved past it; or NULL. */
@@ -327,25 +330,48 @@ value_ends(const char *p, size_t i, size_t len)
 	    p[i] == '\t' || p[i] == '\r' || p[i] == '\n');
 }
 
-json_t *
-load_flat(const char *p, size_t len)
+/* A key that an earlier member has: jansson's duplicate, its call. */
+static int
+seen(const struct member *m, int n, const char *key, size_t klen)
 {
-	json_t *obj, *v;
+	while (n-- > 0) {
+		if (m[n].klen == klen && memcmp(m[n].key, key, klen) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+void
+members_free(struct member *m, int n)
+{
+	while (n-- > 0)
+		json_decref(m[n].v);
+}
+
+/*
+ * The members of a flat request line, in order, into m[0..max): their
+ * keys point into the line, their values are new. Returns how many, or
+ * -1 (nothing kept) for a line that is not in the subset, or has more
+ * than max members, or when proto_flat is off.
+ */
+int
+load_flat(const char *p, size_t len, struct member *m, int max)
+{
 	const char *key;
 	size_t i, klen;
+	json_t *v;
+	int n = 0;
 
 	if (!proto_flat)
-		return NULL;
+		return -1;
 	i = skip_ws(p, 0, len);
 	if (i >= len || p[i] != '{')
-		return NULL;
-	if ((obj = json_object()) == NULL)
-		return NULL;
+		return -1;
 	i = skip_ws(p, i + 1, len);
 	if (i < len && p[i] == '}')
 		goto end;
 	for (;;) {
-		if (i >= len || p[i] != '"' ||
+		if (n == max || i >= len || p[i] != '"' ||
 		    (key = plain_string(p, &i, len, &klen)) == NULL)
 			goto fail;
 		i = skip_ws(p, i, len);
@@ -354,12 +380,13 @@ load_flat(const char *p, size_t len)
 		i = skip_ws(p, i + 1, len);
 		if (i >= len || (v = flat_value(p, &i, len)) == NULL)
 			goto fail;
-		if (!value_ends(p, i, len) ||
-		    json_object_getn(obj, key, klen) != NULL ||
-		    json_object_setn_new_nocheck(obj, key, klen, v) < 0) {
+		if (!value_ends(p, i, len) || seen(m, n, key, klen)) {
 			json_decref(v);
 			goto fail;
 		}
+		m[n].key = key;
+		m[n].klen = klen;
+		m[n++].v = v;
 		i = skip_ws(p, i, len);
 		if (i < len && p[i] == ',') {
 			i = skip_ws(p, i + 1, len);
@@ -373,8 +400,32 @@ end:
 	if (skip_ws(p, i + 1, len) != len)
 		goto fail;
 	proto_flat_lines++;
-	return obj;
+	return n;
 fail:
-	json_decref(obj);
-	return NULL;
+	members_free(m, n);
+	return -1;
+}
+
+/*
+ * What load_flat took, as the object jansson would have made of the line
+ * (NULL where load_flat leaves the line to jansson): how check_jsonfast
+ * and fuzz_request compare the two.
+ */
+json_t *
+load_flat_object(const char *line, size_t len)
+{
+	struct member m[64];
+	json_t *obj;
+	int i, n;
+
+	if ((n = load_flat(line, len, m, 64)) < 0)
+		return NULL;
+	if ((obj = json_object()) == NULL)
+		fatalx("out of memory");
+	for (i = 0; i < n; i++) {
+		if (json_object_setn_new_nocheck(obj, m[i].key, m[i].klen,
+		    m[i].v) < 0)
+			fatalx("out of memory");
+	}
+	return obj;
 }

@@ -15,7 +15,7 @@
 static struct queue *
 get_queue_for(struct request *r, int write)
 {
-	json_t *v = json_object_get(r->req, "queue");
+	json_t *v = r->p[PN_QUEUE];
 	const char *name = v ? json_string_value(v) : "default";
 	struct queue *q;
 
@@ -33,7 +33,7 @@ get_queue_for(struct request *r, int write)
 static int
 get_timeout(struct request *r, json_int_t *ms)
 {
-	json_t *v = json_object_get(r->req, "timeout_ms");
+	json_t *v = r->p[PN_TIMEOUT_MS];
 
 	*ms = v ? json_integer_value(v) : 0;
 	if (*ms < 0 || *ms > cfg->max_wait_ms) {
@@ -48,9 +48,9 @@ get_timeout(struct request *r, json_int_t *ms)
 static int
 get_selector(struct request *r, struct ipcb_selector *sel)
 {
-	json_t *type = json_object_get(r->req, "type");
-	json_t *tmax = json_object_get(r->req, "type_max");
-	json_t *exc = json_object_get(r->req, "except");
+	json_t *type = r->p[PN_TYPE];
+	json_t *tmax = r->p[PN_TYPE_MAX];
+	json_t *exc = r->p[PN_EXCEPT];
 	json_int_t t = type ? json_integer_value(type) : 0;
 
 	if (type != NULL && tmax != NULL) {
@@ -126,13 +126,13 @@ encode_value(struct request *r, struct queue *q, json_t *v, size_t *len)
 static struct ipcb_msg *
 get_payload(struct request *r, struct queue *q, long type, size_t *len)
 {
-	json_t *value = json_object_get(r->req, "value");
+	json_t *value = r->p[PN_VALUE];
 	size_t max = ipcb_msgmax();
 	struct ipcb_msg *m;
 	char *buf, *enc;
 
-	if (value != NULL && (json_object_get(r->req, "text") ||
-	    json_object_get(r->req, "data_b64"))) {
+	if (value != NULL && (r->p[PN_TEXT] ||
+	    r->p[PN_DATA_B64])) {
 		bad_param(r, "value", "give exactly one of text, data_b64 "
 		    "or value");
 		return NULL;
@@ -251,7 +251,7 @@ reply_sent(struct conn *c, json_t *id, struct queue *q, long type,
 enum op_status
 op_queue_send(struct request *r)
 {
-	json_t *tv = json_object_get(r->req, "type");
+	json_t *tv = r->p[PN_TYPE];
 	struct queue *q;
 	struct ipcb_msg *m;
 	struct waiter *w;
@@ -305,9 +305,9 @@ op_queue_send(struct request *r)
 static int
 get_ack(struct request *r, struct waiter *w)
 {
-	json_t *ack = json_object_get(r->req, "ack");
-	json_t *tmo = json_object_get(r->req, "ack_timeout_ms");
-	json_t *pf = json_object_get(r->req, "prefetch");
+	json_t *ack = r->p[PN_ACK];
+	json_t *tmo = r->p[PN_ACK_TIMEOUT_MS];
+	json_t *pf = r->p[PN_PREFETCH];
 
 	w->ack = json_is_true(ack);
 	if (!w->ack && (tmo != NULL || pf != NULL))
@@ -332,7 +332,7 @@ get_ack(struct request *r, struct waiter *w)
 static enum op_status
 settle(struct request *r, int putback)
 {
-	json_t *tag = json_object_get(r->req, "tag");
+	json_t *tag = r->p[PN_TAG];
 	json_int_t t = tag ? json_integer_value(tag) : 0;
 
 	if (tag == NULL || t < 1)

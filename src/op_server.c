@@ -8,7 +8,7 @@
 enum op_status
 op_hello(struct request *r)
 {
-	json_t *proto = json_object_get(r->req, "proto");
+	json_t *proto = r->p[PN_PROTO];
 	json_t *names, *segs;
 	struct segment *s;
 	struct queue *q;
@@ -59,8 +59,8 @@ op_stats(struct request *r)
 enum op_status
 op_cancel(struct request *r)
 {
-	json_t *target = json_object_get(r->req, "target");
-	json_t *cons = json_object_get(r->req, "consumer");
+	json_t *target = r->p[PN_TARGET];
+	json_t *cons = r->p[PN_CONSUMER];
 	struct waiter *w;
 	json_int_t n = cons ? json_integer_value(cons) : 0;
 

@@ -33,7 +33,7 @@ struct get_arg {
 static struct segment *
 get_segment_for(struct request *r, int write)
 {
-	json_t *v = json_object_get(r->req, "name");
+	json_t *v = r->p[PN_NAME];
 	const char *name = v ? json_string_value(v) : "default";
 	struct segment *s;
 
@@ -60,7 +60,7 @@ get_segment_for(struct request *r, int write)
 static int
 get_lock_timeout(struct request *r, struct segment *s, int *ms)
 {
-	json_t *v = json_object_get(r->req, "lock_timeout_ms");
+	json_t *v = r->p[PN_LOCK_TIMEOUT_MS];
 	json_int_t t = v ? json_integer_value(v) : s->conf.lock_timeout_ms;
 
 	/* the configured default is capped by max_wait_ms, never refused */
@@ -78,11 +78,11 @@ static int
 get_address(struct request *r, struct segment *s, int64_t *var,
     size_t *offset)
 {
-	json_t *v = json_object_get(r->req, "var");
-	json_t *off = json_object_get(r->req, "offset");
+	json_t *v = r->p[PN_VAR];
+	json_t *off = r->p[PN_OFFSET];
 
 	if (s->conf.format == SHM_PHP) {
-		if (off != NULL || json_object_get(r->req, "length"))
+		if (off != NULL || r->p[PN_LENGTH])
 			return bad_param(r, off ? "offset" : "length",
 			    "segment \"%s\" holds PHP variables: use var, not "
 			    "offset/length", s->conf.name), -1;
@@ -130,14 +130,12 @@ corrupt(struct conn *c, json_t *id, struct segment *s)
 }
 
 static void
-run_put(struct conn *c, json_t *id, json_t *req, struct segment *s,
-    void *argp)
+run_put(struct conn *c, json_t *id, struct segment *s, void *argp)
 {
 	struct put_arg *a = argp;
 	struct ipcb_php_usage u;
 	int rc;
 
-	(void)req;
 	if (!usable(c, id, s))
 		return;
 	if (s->conf.format == SHM_RAW) {
@@ -197,7 +195,7 @@ php_string(struct request *r)
 enum op_status
 op_shm_put(struct request *r)
 {
-	json_t *value = json_object_get(r->req, "value");
+	json_t *value = r->p[PN_VALUE];
 	struct segment *s;
 	struct put_arg *a;
 	char err[256], *ser, *buf;
@@ -210,8 +208,8 @@ op_shm_put(struct request *r)
 	    get_lock_timeout(r, s, &ms) < 0 ||
 	    get_address(r, s, &var, &offset) < 0)
 		return OP_DONE;
-	if (value != NULL && (json_object_get(r->req, "text") ||
-	    json_object_get(r->req, "data_b64")))
+	if (value != NULL && (r->p[PN_TEXT] ||
+	    r->p[PN_DATA_B64]))
 		return bad_param(r, "value",
 		    "give exactly one of text, data_b64 or value");
 	if (value != NULL && s->conf.format == SHM_RAW)
@@ -237,7 +235,7 @@ op_shm_put(struct request *r)
 	}
 	a->var = var;
 	a->offset = offset;
-	return waiter_lock(r->conn, r->id, r->req, s, IPCB_LOCK_WRITE,
+	return waiter_lock(r->conn, r->id, s, IPCB_LOCK_WRITE,
 	    run_put, a, ms);
 }
 
@@ -338,8 +336,7 @@ reply_php_var(struct conn *c, json_t *id, struct segment *s,
 }
 
 static void
-run_get(struct conn *c, json_t *id, json_t *req, struct segment *s,
-    void *argp)
+run_get(struct conn *c, json_t *id, struct segment *s, void *argp)
 {
 	struct get_arg *a = argp;
 	const char *val;
@@ -347,7 +344,6 @@ run_get(struct conn *c, json_t *id, json_t *req, struct segment *s,
 	size_t len;
 	int rc;
 
-	(void)req;
 	if (!usable(c, id, s))
 		return;
 	if (s->conf.format == SHM_RAW) {
@@ -396,7 +392,7 @@ run_get(struct conn *c, json_t *id, json_t *req, struct segment *s,
 enum op_status
 op_shm_get(struct request *r)
 {
-	json_t *length = json_object_get(r->req, "length");
+	json_t *length = r->p[PN_LENGTH];
 	struct segment *s;
 	struct get_arg *a;
 	int ms;
@@ -414,7 +410,7 @@ op_shm_get(struct request *r)
 	}
 	a->whole = length == NULL;
 	a->length = length ? (size_t)json_integer_value(length) : 0;
-	return waiter_lock(r->conn, r->id, r->req, s, IPCB_LOCK_READ,
+	return waiter_lock(r->conn, r->id, s, IPCB_LOCK_READ,
 	    run_get, a, ms);
 done:
 	free(a);
@@ -422,16 +418,14 @@ done:
 }
 
 static void
-run_has_del(struct conn *c, json_t *id, json_t *req, struct segment *s,
-    void *argp)
+has_del_locked(struct conn *c, json_t *id, struct segment *s, void *argp,
+    int del)
 {
 	int64_t var = *(int64_t *)argp;
 	const char *val;
 	size_t len;
-	int rc, del;
+	int rc;
 
-	del = strcmp(json_string_value(json_object_get(req, "op")),
-	    "shm.del") == 0;
 	if (!usable(c, id, s))
 		return;
 	rc = del ? ipcb_php_del(&s->shm, var) :
@@ -448,6 +442,18 @@ run_has_del(struct conn *c, json_t *id, json_t *req, struct segment *s,
 	}
 	reply_result(c, id, json_pack("{s:s, s:I, s:b}", "name", s->conf.name,
 	    "var", (json_int_t)var, del ? "deleted" : "exists", rc == 0));
+}
+
+static void
+run_has(struct conn *c, json_t *id, struct segment *s, void *argp)
+{
+	has_del_locked(c, id, s, argp, 0);
+}
+
+static void
+run_del(struct conn *c, json_t *id, struct segment *s, void *argp)
+{
+	has_del_locked(c, id, s, argp, 1);
 }
 
 /* shm.has and shm.del: php segments only. */
@@ -473,8 +479,9 @@ has_del(struct request *r)
 		free(var);
 		return OP_DONE;
 	}
-	return waiter_lock(r->conn, r->id, r->req, s,
-	    del ? IPCB_LOCK_WRITE : IPCB_LOCK_READ, run_has_del, var, ms);
+	return waiter_lock(r->conn, r->id, s,
+	    del ? IPCB_LOCK_WRITE : IPCB_LOCK_READ, del ? run_del : run_has,
+	    var, ms);
 }
 
 enum op_status
@@ -499,13 +506,12 @@ add_var(int64_t key, const char *val, size_t len, void *arg)
 }
 
 static void
-run_vars(struct conn *c, json_t *id, json_t *req, struct segment *s,
-    void *arg)
+run_vars(struct conn *c, json_t *id, struct segment *s, void *arg)
 {
 	struct ipcb_php_usage u;
 	json_t *vars;
 
-	(void)req; (void)arg;
+	(void)arg;
 	if (!usable(c, id, s))
 		return;
 	vars = json_array();
@@ -532,7 +538,7 @@ op_shm_vars(struct request *r)
 	if (s->conf.format != SHM_PHP)
 		return bad_param(r, "name", "segment \"%s\" is raw: it has no "
 		    "variables", s->conf.name);
-	return waiter_lock(r->conn, r->id, r->req, s, IPCB_LOCK_READ,
+	return waiter_lock(r->conn, r->id, s, IPCB_LOCK_READ,
 	    run_vars, NULL, ms);
 }
 
@@ -542,12 +548,11 @@ op_shm_vars(struct request *r)
  * corrupt, whether a writer died mid-write or the header is broken.
  */
 static void
-run_clear(struct conn *c, json_t *id, json_t *req, struct segment *s,
-    void *arg)
+run_clear(struct conn *c, json_t *id, struct segment *s, void *arg)
 {
 	int torn = ipcb_sem_torn(&s->sem) == 1;
 
-	(void)req; (void)arg;
+	(void)arg;
 	if (s->conf.format == SHM_PHP) {
 		ipcb_php_init(&s->shm);
 		s->corrupt = 0;
@@ -569,7 +574,7 @@ op_shm_clear(struct request *r)
 	if ((s = get_segment_for(r, 1)) == NULL ||
 	    get_lock_timeout(r, s, &ms) < 0)
 		return OP_DONE;
-	return waiter_lock(r->conn, r->id, r->req, s, IPCB_LOCK_REPAIR,
+	return waiter_lock(r->conn, r->id, s, IPCB_LOCK_REPAIR,
 	    run_clear, NULL, ms);
 }
 

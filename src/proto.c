@@ -15,8 +15,27 @@
 
 enum ptype { P_INT, P_STR, P_BOOL, P_ANY };
 
+/* The params' names, as clients spell them. */
+static const struct pname_str {
+	const char	*s;
+	size_t		 len;
+} pnames[PN__COUNT] = {
+#define PN(id, str) [id] = { str, sizeof(str) - 1 }
+	PN(PN_PROTO, "proto"), PN(PN_TARGET, "target"),
+	PN(PN_CONSUMER, "consumer"), PN(PN_QUEUE, "queue"),
+	PN(PN_TYPE, "type"), PN(PN_TYPE_MAX, "type_max"),
+	PN(PN_EXCEPT, "except"), PN(PN_TEXT, "text"),
+	PN(PN_DATA_B64, "data_b64"), PN(PN_VALUE, "value"),
+	PN(PN_TIMEOUT_MS, "timeout_ms"), PN(PN_ENCODING, "encoding"),
+	PN(PN_ACK, "ack"), PN(PN_ACK_TIMEOUT_MS, "ack_timeout_ms"),
+	PN(PN_PREFETCH, "prefetch"), PN(PN_TAG, "tag"), PN(PN_NAME, "name"),
+	PN(PN_VAR, "var"), PN(PN_OFFSET, "offset"), PN(PN_LENGTH, "length"),
+	PN(PN_LOCK_TIMEOUT_MS, "lock_timeout_ms"),
+#undef PN
+};
+
 struct param {
-	const char	*name;
+	enum pname	 pn;		/* PN_NONE ends an op's list */
 	enum ptype	 type;
 };
 
@@ -27,41 +46,41 @@ struct op {
 };
 
 #define SELECTOR_PARAMS \
-	{ "type", P_INT }, { "type_max", P_INT }, { "except", P_BOOL }
+	{ PN_TYPE, P_INT }, { PN_TYPE_MAX, P_INT }, { PN_EXCEPT, P_BOOL }
 
 static const struct op ops[] = {
-	{ "hello", op_hello, { { "proto", P_INT } } },
-	{ "stats", op_stats, { { NULL, 0 } } },
-	{ "cancel", op_cancel, { { "target", P_ANY }, { "consumer", P_INT } } },
-	{ "queue.send", op_queue_send, { { "queue", P_STR }, { "type", P_INT },
-	    { "text", P_STR }, { "data_b64", P_STR }, { "value", P_ANY },
-	    { "timeout_ms", P_INT } } },
-	{ "queue.recv", op_queue_recv, { { "queue", P_STR }, SELECTOR_PARAMS,
-	    { "timeout_ms", P_INT }, { "encoding", P_STR }, { "ack", P_BOOL },
-	    { "ack_timeout_ms", P_INT } } },
-	{ "queue.consume", op_queue_consume, { { "queue", P_STR },
-	    SELECTOR_PARAMS, { "encoding", P_STR }, { "ack", P_BOOL },
-	    { "ack_timeout_ms", P_INT }, { "prefetch", P_INT } } },
-	{ "queue.stat", op_queue_stat, { { "queue", P_STR } } },
-	{ "queue.list", op_queue_list, { { NULL, 0 } } },
-	{ "queue.ack", op_queue_ack, { { "tag", P_INT } } },
-	{ "queue.nack", op_queue_nack, { { "tag", P_INT } } },
-	{ "shm.put", op_shm_put, { { "name", P_STR }, { "var", P_INT },
-	    { "offset", P_INT }, { "text", P_STR }, { "data_b64", P_STR },
-	    { "value", P_ANY }, { "lock_timeout_ms", P_INT } } },
-	{ "shm.get", op_shm_get, { { "name", P_STR }, { "var", P_INT },
-	    { "offset", P_INT }, { "length", P_INT }, { "encoding", P_STR },
-	    { "lock_timeout_ms", P_INT } } },
-	{ "shm.has", op_shm_has, { { "name", P_STR }, { "var", P_INT },
-	    { "lock_timeout_ms", P_INT } } },
-	{ "shm.del", op_shm_del, { { "name", P_STR }, { "var", P_INT },
-	    { "lock_timeout_ms", P_INT } } },
-	{ "shm.vars", op_shm_vars, { { "name", P_STR },
-	    { "lock_timeout_ms", P_INT } } },
-	{ "shm.clear", op_shm_clear, { { "name", P_STR },
-	    { "lock_timeout_ms", P_INT } } },
-	{ "shm.stat", op_shm_stat, { { "name", P_STR } } },
-	{ "shm.list", op_shm_list, { { NULL, 0 } } },
+	{ "hello", op_hello, { { PN_PROTO, P_INT } } },
+	{ "stats", op_stats, { { PN_NONE, 0 } } },
+	{ "cancel", op_cancel, { { PN_TARGET, P_ANY }, { PN_CONSUMER, P_INT } } },
+	{ "queue.send", op_queue_send, { { PN_QUEUE, P_STR }, { PN_TYPE, P_INT },
+	    { PN_TEXT, P_STR }, { PN_DATA_B64, P_STR }, { PN_VALUE, P_ANY },
+	    { PN_TIMEOUT_MS, P_INT } } },
+	{ "queue.recv", op_queue_recv, { { PN_QUEUE, P_STR }, SELECTOR_PARAMS,
+	    { PN_TIMEOUT_MS, P_INT }, { PN_ENCODING, P_STR }, { PN_ACK, P_BOOL },
+	    { PN_ACK_TIMEOUT_MS, P_INT } } },
+	{ "queue.consume", op_queue_consume, { { PN_QUEUE, P_STR },
+	    SELECTOR_PARAMS, { PN_ENCODING, P_STR }, { PN_ACK, P_BOOL },
+	    { PN_ACK_TIMEOUT_MS, P_INT }, { PN_PREFETCH, P_INT } } },
+	{ "queue.stat", op_queue_stat, { { PN_QUEUE, P_STR } } },
+	{ "queue.list", op_queue_list, { { PN_NONE, 0 } } },
+	{ "queue.ack", op_queue_ack, { { PN_TAG, P_INT } } },
+	{ "queue.nack", op_queue_nack, { { PN_TAG, P_INT } } },
+	{ "shm.put", op_shm_put, { { PN_NAME, P_STR }, { PN_VAR, P_INT },
+	    { PN_OFFSET, P_INT }, { PN_TEXT, P_STR }, { PN_DATA_B64, P_STR },
+	    { PN_VALUE, P_ANY }, { PN_LOCK_TIMEOUT_MS, P_INT } } },
+	{ "shm.get", op_shm_get, { { PN_NAME, P_STR }, { PN_VAR, P_INT },
+	    { PN_OFFSET, P_INT }, { PN_LENGTH, P_INT }, { PN_ENCODING, P_STR },
+	    { PN_LOCK_TIMEOUT_MS, P_INT } } },
+	{ "shm.has", op_shm_has, { { PN_NAME, P_STR }, { PN_VAR, P_INT },
+	    { PN_LOCK_TIMEOUT_MS, P_INT } } },
+	{ "shm.del", op_shm_del, { { PN_NAME, P_STR }, { PN_VAR, P_INT },
+	    { PN_LOCK_TIMEOUT_MS, P_INT } } },
+	{ "shm.vars", op_shm_vars, { { PN_NAME, P_STR },
+	    { PN_LOCK_TIMEOUT_MS, P_INT } } },
+	{ "shm.clear", op_shm_clear, { { PN_NAME, P_STR },
+	    { PN_LOCK_TIMEOUT_MS, P_INT } } },
+	{ "shm.stat", op_shm_stat, { { PN_NAME, P_STR } } },
+	{ "shm.list", op_shm_list, { { PN_NONE, 0 } } },
 };
 
 static const char *ptype_names[] = {
@@ -206,7 +225,7 @@ check_access(struct request *r, const struct access *a, int write,
 int
 param_encoding(struct request *r, int structured, enum encoding *enc)
 {
-	json_t *v = json_object_get(r->req, "encoding");
+	json_t *v = r->p[PN_ENCODING];
 	const char *s;
 
 	if (v == NULL)
@@ -240,8 +259,8 @@ int
 param_bytes(struct request *r, size_t head, size_t tail, size_t max,
     char **buf, size_t *len)
 {
-	json_t *text = json_object_get(r->req, "text");
-	json_t *b64 = json_object_get(r->req, "data_b64");
+	json_t *text = r->p[PN_TEXT];
+	json_t *b64 = r->p[PN_DATA_B64];
 	const char *bs = NULL;
 	size_t n, bn = 0;
 	ssize_t dn;
@@ -250,7 +269,7 @@ param_bytes(struct request *r, size_t head, size_t tail, size_t max,
 	if ((text == NULL) == (b64 == NULL)) {
 		bad_param(r, text ? "data_b64" : "text",
 		    "give exactly one of text or data_b64%s",
-		    json_object_get(r->req, "value") ? " or value" : "");
+		    r->p[PN_VALUE] ? " or value" : "");
 		return -1;
 	}
 	if (b64 != NULL) {
@@ -303,31 +322,63 @@ type_ok(json_t *v, enum ptype t)
 	return 0;
 }
 
-/* Every key must be one of the op's params, with the right JSON type. */
 static int
-check_params(struct request *r, const struct op *op)
+key_is(const struct member *m, const char *name, size_t len)
+{
+	return m->klen == len && memcmp(m->key, name, len) == 0;
+}
+
+/* The value of member name, or NULL. */
+static json_t *
+member_get(const struct member *m, int n, const char *name)
+{
+	size_t len = strlen(name);
+	int i;
+
+	for (i = 0; i < n; i++) {
+		if (key_is(&m[i], name, len))
+			return m[i].v;
+	}
+	return NULL;
+}
+
+/*
+ * Every key must be one of the op's params, with the right JSON type;
+ * each goes to its slot in r->p. The first bad member, in the order the
+ * client wrote them, is the one reported.
+ */
+static int
+bind_params(struct request *r, const struct op *op, const struct member *m,
+    int n)
 {
 	const struct param *p;
-	const char *key;
-	json_t *v;
+	char *key;
+	int i;
 
-	json_object_foreach(r->req, key, v) {
-		if (!strcmp(key, "id") || !strcmp(key, "op"))
+	for (i = 0; i < n; i++) {
+		if (key_is(&m[i], "id", 2) || key_is(&m[i], "op", 2))
 			continue;
-		for (p = op->params; p->name != NULL; p++) {
-			if (!strcmp(p->name, key))
+		for (p = op->params; p->pn != PN_NONE; p++) {
+			if (key_is(&m[i], pnames[p->pn].s, pnames[p->pn].len))
 				break;
 		}
-		if (p->name == NULL) {
+		if (p->pn == PN_NONE) {
+			if ((key = strndup(m[i].key, m[i].klen)) == NULL) {
+				reply_error(r->conn, r->id, ERR_INTERNAL, NULL,
+				    "out of memory");
+				return -1;
+			}
 			bad_param(r, key, "unknown param \"%.*s\"",
 			    (int)utf8_prefix(key, 64), key);
+			free(key);
 			return -1;
 		}
-		if (!type_ok(v, p->type)) {
-			bad_param(r, key, "param \"%s\" must be %s", key,
-			    ptype_names[p->type]);
+		if (!type_ok(m[i].v, p->type)) {
+			bad_param(r, pnames[p->pn].s, "param \"%s\" must be %s",
+			    pnames[p->pn].s, ptype_names[p->type]);
 			return -1;
 		}
+		r->p[p->pn] = m[i].v;
 	}
 	return 0;
 }
@@ -340,21 +391,90 @@ id_ok(json_t *id)
 	return json_is_string(id) && json_string_length(id) <= MAX_ID_BYTES;
 }
 
+/* The members of a request jansson parsed, keys and values borrowed from
+ * it: in stack if they fit, else in a new array; NULL if out of memory. */
+static struct member *
+dom_members(json_t *req, struct member *stack, int max, int *n)
+{
+	struct member *m = stack;
+	const char *key;
+	json_t *v;
+
+	if (json_object_size(req) > (size_t)max &&
+	    (m = calloc(json_object_size(req), sizeof(*m))) == NULL)
+		return NULL;
+	*n = 0;
+	json_object_foreach(req, key, v) {
+		m[*n].key = key;
+		m[*n].klen = strlen(key);
+		m[(*n)++].v = v;
+	}
+	return m;
+}
+
+/* Check id and op, bind the params and run the op. */
+static void
+dispatch(struct request *r, const struct member *m, int n)
+{
+	json_t *op;
+	size_t i;
+
+	r->id = member_get(m, n, "id");
+	if (r->id != NULL && !id_ok(r->id)) {
+		r->id = NULL;
+		reply_error(r->conn, NULL, ERR_INVALID_REQUEST,
+		    json_pack("{s:s}", "param", "id"),
+		    "id must be an integer or a string of at most %d bytes",
+		    MAX_ID_BYTES);
+		return;
+	}
+	op = member_get(m, n, "op");
+	if (!json_is_string(op)) {
+		reply_error(r->conn, r->id, ERR_INVALID_REQUEST,
+		    json_pack("{s:s}", "param", "op"),
+		    "\"op\" is required and must be a string");
+		return;
+	}
+	r->op = json_string_value(op);
+	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		if (strcmp(ops[i].name, r->op) == 0)
+			break;
+	}
+	if (i == sizeof(ops) / sizeof(ops[0])) {
+		reply_error(r->conn, r->id, ERR_UNKNOWN_OP,
+		    json_pack("{s:s%}", "op", r->op, utf8_prefix(r->op, 64)),
+		    "unknown op \"%.*s\" (hello lists the ops)",
+		    (int)utf8_prefix(r->op, 64), r->op);
+		return;
+	}
+	if (bind_params(r, &ops[i], m, n) == 0)
+		ops[i].fn(r);
+}
+
+/* Most requests have a handful of members; more go to the heap. */
+#define STACK_MEMBERS	16
+
 void
 proto_line(struct conn *c, const char *line, size_t len)
 {
+	struct member stack[STACK_MEMBERS], *m;
 	struct request r;
 	json_error_t jerr;
-	json_t *req = NULL, *op;
-	const char *b64 = NULL;
-	size_t i, b64len = 0;
-	int fallback = 1;
+	json_t *req = NULL;
+	size_t i;
+	int n, fallback = 1;
 
 	stats.requests++;
+	memset(&r, 0, sizeof(r));
+	r.conn = c;
+	if (len < proto_big_line &&
+	    (n = load_flat(line, len, stack, STACK_MEMBERS)) >= 0) {
+		dispatch(&r, stack, n);
+		members_free(stack, n);
+		return;
+	}
 	if (len >= proto_big_line)
-		req = load_big(line, len, &jerr, &b64, &b64len, &fallback);
-	else if ((req = load_flat(line, len)) != NULL)
-		fallback = 0;
+		req = load_big(line, len, &jerr, &r.b64, &r.b64len, &fallback);
 	if (fallback)
 		req = json_loadb(line, len, JSON_DECODE_ANY |
 		    JSON_REJECT_DUPLICATES, &jerr);
@@ -370,46 +490,15 @@ proto_line(struct conn *c, const char *line, size_t len)
 			    "JSON: %s", jerr.text);
 		return;
 	}
-	memset(&r, 0, sizeof(r));
-	r.conn = c;
-	r.req = req;
-	r.b64 = b64;
-	r.b64len = b64len;
-	if (!json_is_object(req)) {
+	if (!json_is_object(req))
 		reply_error(c, NULL, ERR_INVALID_REQUEST, NULL,
 		    "a request is a JSON object, like {\"op\":\"hello\"}");
-		goto done;
+	else if ((m = dom_members(req, stack, STACK_MEMBERS, &n)) == NULL)
+		reply_error(c, NULL, ERR_INTERNAL, NULL, "out of memory");
+	else {
+		dispatch(&r, m, n);
+		if (m != stack)
+			free(m);
 	}
-	r.id = json_object_get(req, "id");
-	if (r.id != NULL && !id_ok(r.id)) {
-		r.id = NULL;
-		reply_error(c, NULL, ERR_INVALID_REQUEST,
-		    json_pack("{s:s}", "param", "id"),
-		    "id must be an integer or a string of at most %d bytes",
-		    MAX_ID_BYTES);
-		goto done;
-	}
-	op = json_object_get(req, "op");
-	if (!json_is_string(op)) {
-		reply_error(c, r.id, ERR_INVALID_REQUEST,
-		    json_pack("{s:s}", "param", "op"),
-		    "\"op\" is required and must be a string");
-		goto done;
-	}
-	r.op = json_string_value(op);
-	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
-		if (strcmp(ops[i].name, r.op) == 0)
-			break;
-	}
-	if (i == sizeof(ops) / sizeof(ops[0])) {
-		reply_error(c, r.id, ERR_UNKNOWN_OP,
-		    json_pack("{s:s%}", "op", r.op, utf8_prefix(r.op, 64)),
-		    "unknown op \"%.*s\" (hello lists the ops)",
-		    (int)utf8_prefix(r.op, 64), r.op);
-		goto done;
-	}
-	if (check_params(&r, &ops[i]) == 0)
-		ops[i].fn(&r);
-done:
 	json_decref(req);
 }

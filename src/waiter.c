@@ -73,7 +73,6 @@ static void
 waiter_free(struct waiter *w)
 {
 	json_decref(w->id);
-	json_decref(w->req);
 	free(w->arg);
 	free(w->msg);
 	free(w);
@@ -599,7 +598,7 @@ serve_lockers(struct segment *s, uint64_t now)
 		/* unlinked first: replying may close the connection */
 		unlink_waiter(w);
 		if (conn_alive(w->conn))
-			w->run(w->conn, w->id, w->req, s, w->arg);
+			w->run(w->conn, w->id, s, w->arg);
 		segment_unlock(s);
 		if (conn_alive(w->conn)) {
 			if (w->held)
@@ -618,8 +617,8 @@ serve_lockers(struct segment *s, uint64_t now)
 
 /* Run a segment request under its lock now, or wait in line for it. */
 enum op_status
-waiter_lock(struct conn *c, json_t *id, json_t *req, struct segment *s,
-    int how, locked_fn run, void *arg, int timeout_ms)
+waiter_lock(struct conn *c, json_t *id, struct segment *s, int how,
+    locked_fn run, void *arg, int timeout_ms)
 {
 	struct waiter *w;
 	char err[512];
@@ -633,7 +632,7 @@ waiter_lock(struct conn *c, json_t *id, json_t *req, struct segment *s,
 			return OP_DONE;
 		}
 		if (rc > 0) {
-			run(c, id, req, s, arg);
+			run(c, id, s, arg);
 			segment_unlock(s);
 			free(arg);
 			return OP_DONE;
@@ -654,7 +653,6 @@ waiter_lock(struct conn *c, json_t *id, json_t *req, struct segment *s,
 	}
 	w = waiter_new(W_LOCK, c, NULL, id);
 	w->seg = s;
-	w->req = json_incref(req);
 	w->run = run;
 	w->how = how;
 	w->arg = arg;

@@ -2,8 +2,9 @@
  * check_jsonfast.c - flat request lines parsed without jansson's lexer
  * (load_flat in src/jsonfast.c).
  *
- * The promise: whatever load_flat takes, jansson takes too, and the DOM
- * is the one jansson builds, members in the same order; whatever it does
+ * The promise: whatever load_flat takes, jansson takes too, and the
+ * members are the ones jansson builds, in the same order (compared as
+ * objects, through load_flat_object); whatever it does
  * not take it leaves alone (NULL), so jansson decides. Each case is
  * checked against jansson itself, and random mutations of the hot shapes
  * are compared the same way. The data_b64 path for big lines is tested in
@@ -44,7 +45,7 @@ dump(json_t *j)
 static int
 agrees(const char *line, size_t len)
 {
-	json_t *f = load_flat(line, len), *j;
+	json_t *f = load_flat_object(line, len), *j;
 	char *fd, *jd;
 
 	if (f == NULL)
@@ -74,7 +75,7 @@ taken(const char *line)
 static void
 left(const char *line)
 {
-	ck_assert_msg(load_flat(line, strlen(line)) == NULL, "load_flat "
+	ck_assert_msg(load_flat_object(line, strlen(line)) == NULL, "load_flat "
 	    "took: %s", line);
 }
 
@@ -149,8 +150,8 @@ START_TEST(test_strings)
 		left(line);
 	}
 	/* a NUL byte anywhere */
-	ck_assert_ptr_null(load_flat("{\"a\":\"x\0y\"}", 11));
-	ck_assert_ptr_null(load_flat("{\"a\":1}\0", 8));
+	ck_assert_ptr_null(load_flat_object("{\"a\":\"x\0y\"}", 11));
+	ck_assert_ptr_null(load_flat_object("{\"a\":1}\0", 8));
 }
 END_TEST
 
@@ -189,6 +190,27 @@ START_TEST(test_structure_left_to_jansson)
 	left("{\"op\":\"x\",\"id\":1,\"op\":\"x\"}");
 	left("{\"a\":1}\f");			/* not JSON whitespace */
 	left("\v{\"a\":1}");
+}
+END_TEST
+
+/* At most max members; a longer line is left whole, nothing kept. */
+START_TEST(test_member_limit)
+{
+	struct member m[4];
+	const char *four = "{\"a\":1,\"b\":\"x\",\"c\":true,\"d\":null}";
+	const char *five = "{\"a\":1,\"b\":\"x\",\"c\":true,\"d\":null,"
+	    "\"e\":\"y\"}";
+	int n;
+
+	n = load_flat(four, strlen(four), m, 4);
+	ck_assert_int_eq(n, 4);
+	ck_assert_int_eq(m[0].klen, 1);
+	ck_assert_int_eq(memcmp(m[3].key, "d", 1), 0);
+	ck_assert(json_is_null(m[3].v));
+	ck_assert_str_eq(json_string_value(m[1].v), "x");
+	members_free(m, n);
+	ck_assert_int_eq(load_flat(five, strlen(five), m, 4), -1);
+	taken(five);
 }
 END_TEST
 
@@ -290,6 +312,7 @@ jsonfast_suite(void)
 	tcase_add_test(tc, test_strings);
 	tcase_add_test(tc, test_words);
 	tcase_add_test(tc, test_structure_left_to_jansson);
+	tcase_add_test(tc, test_member_limit);
 	tcase_add_test(tc, test_off_switch);
 	tcase_add_test(tc, test_mutations_agree);
 	suite_add_tcase(s, tc);

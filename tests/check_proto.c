@@ -950,6 +950,10 @@ START_TEST(test_flat_path_same_replies)
 		"{\"op\":\"queue.send\",\"type\":99999999999999999999}",
 		"{\"op\":\"queue.send\",\"type\":1,\"text\":\"x\"",
 		"{\"op\":\"queue.send\",\"type\":01}",
+		/* more members than proto_line keeps on its stack */
+		"{\"op\":\"queue.send\",\"type\":1,\"text\":\"x\",\"a\":1,"
+		    "\"b\":1,\"c\":1,\"d\":1,\"e\":1,\"f\":1,\"g\":1,\"h\":1,"
+		    "\"i\":1,\"j\":1,\"k\":1,\"l\":1,\"m\":1,\"n\":1}",
 	};
 	size_t i;
 
