@@ -770,7 +770,8 @@ ignorable(const char *line, size_t len)
 	return i == len || line[i] == '#';
 }
 
-static void
+/* Returns whether the line was a request (for the idle clock). */
+static int
 handle_line(struct conn *c, const char *line, size_t len)
 {
 	if (len > 0 && line[len - 1] == '\r')
@@ -779,12 +780,12 @@ handle_line(struct conn *c, const char *line, size_t len)
 		reply_error(c, NULL, ERR_LINE_TOO_LONG, NULL,
 		    "line longer than max_line_bytes (%zu); discarded",
 		    cfg->max_line_bytes);
-		return;
+		return 0;
 	}
 	if (ignorable(line, len))
-		return;
-	c->active_ms = now_ms();
+		return 0;
 	proto_line(c, line, len);
+	return 1;
 }
 
 /* Frame and handle complete lines, a bounded number per call. */
@@ -794,7 +795,7 @@ process_input(struct conn *c)
 	const char *line;
 	char *nl;
 	size_t len;
-	int lines = 0;
+	int lines = 0, requests = 0;
 
 	while (!c->closing && !c->doomed && c->held == NULL &&
 	    c->in_start < c->in_len) {
@@ -830,14 +831,15 @@ process_input(struct conn *c)
 				break;
 			/* a last line without its newline */
 			c->in_start = c->in_len;
-			handle_line(c, c->in + c->in_len - len, len);
+			requests += handle_line(c, c->in + c->in_len - len,
+			    len);
 			continue;
 		}
 		len = (size_t)(nl - (c->in + c->in_start));
 		line = c->in + c->in_start;
 		c->in_start = c->in_scan = (size_t)(nl - c->in) + 1;
 		if (!c->discarding) {
-			handle_line(c, line, len);
+			requests += handle_line(c, line, len);
 			continue;
 		}
 		c->discarding = 0;
@@ -845,6 +847,9 @@ process_input(struct conn *c)
 		    "line longer than max_line_bytes (%zu); discarded",
 		    cfg->max_line_bytes);
 	}
+	/* one clock read per batch of lines, not per request */
+	if (requests > 0)
+		c->active_ms = now_ms();
 	if (c->eof && c->discarding && c->in_start == c->in_len) {
 		/* the overlong line ended with the input, not a newline */
 		c->discarding = 0;

@@ -91,26 +91,45 @@ skip_value(const char *p, size_t i, size_t len)
 
 typedef signed char v16sc __attribute__((vector_size(16)));
 
-/* From i, the first byte that a base64 string cannot hold as is: '"',
- * '\\', a control character or a byte >= 0x80 (negative as signed). */
+/* Bytes a JSON string holds as they are and that we take: 0x20..0x7f
+ * but '"' and '\\' (a lookup, for the short strings of most requests). */
+#define R8(c)	((c) >= 0x20 && (c) != '"' && (c) != '\\' && (c) < 0x80)
+#define R8x8(c)	R8(c), R8((c) + 1), R8((c) + 2), R8((c) + 3), \
+		R8((c) + 4), R8((c) + 5), R8((c) + 6), R8((c) + 7)
+#define R8x32(c) R8x8(c), R8x8((c) + 8), R8x8((c) + 16), R8x8((c) + 24)
+static const unsigned char plain_byte[256] = {
+	R8x32(0), R8x32(32), R8x32(64), R8x32(96)
+};
+
+/*
+ * From i, the first byte that a base64 string cannot hold as is: '"',
+ * '\\', a control character or a byte >= 0x80 (negative as signed).
+ * Sixteen bytes at a time while they last; the first bad lane of a block
+ * is found from the compare mask (lanes are 0 or 0xff, little-endian
+ * or not: the lowest address is found by scanning the mask's bytes).
+ */
 static size_t
 plain_run(const char *p, size_t i, size_t len)
 {
-	uint64_t lo, hi;
+	unsigned char mask[16];
 	v16sc v, bad;
+	uint64_t lo, hi;
+	size_t k;
 
 	for (; i + 16 <= len; i += 16) {
 		memcpy(&v, p + i, 16);
 		bad = (v < 0x20) | (v == '"') | (v == '\\');
 		memcpy(&lo, &bad, 8);
 		memcpy(&hi, (char *)&bad + 8, 8);
-		if (lo | hi)
-			break;
+		if ((lo | hi) == 0)
+			continue;
+		memcpy(mask, &bad, 16);
+		for (k = 0; mask[k] == 0; k++)
+			;
+		return i + k;
 	}
-	for (; i < len; i++) {
-		if ((signed char)p[i] < 0x20 || p[i] == '"' || p[i] == '\\')
-			break;
-	}
+	while (i < len && plain_byte[(unsigned char)p[i]])
+		i++;
 	return i;
 }
 
@@ -335,7 +354,8 @@ static int
 seen(const struct member *m, int n, const char *key, size_t klen)
 {
 	while (n-- > 0) {
-		if (m[n].klen == klen && memcmp(m[n].key, key, klen) == 0)
+		if (m[n].klen == klen && (klen == 0 || (m[n].key[0] ==
+		    key[0] && memcmp(m[n].key, key, klen) == 0)))
 			return 1;
 	}
 	return 0;

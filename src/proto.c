@@ -325,7 +325,8 @@ type_ok(json_t *v, enum ptype t)
 static int
 key_is(const struct member *m, const char *name, size_t len)
 {
-	return m->klen == len && memcmp(m->key, name, len) == 0;
+	return m->klen == len && m->key[0] == name[0] &&
+	    memcmp(m->key, name, len) == 0;
 }
 
 /* The value of member name, or NULL. */
@@ -437,7 +438,7 @@ dispatch(struct request *r, const struct member *m, int n)
 	}
 	r->op = json_string_value(op);
 	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
-		if (strcmp(ops[i].name, r->op) == 0)
+		if (ops[i].name[0] == r->op[0] && strcmp(ops[i].name, r->op) == 0)
 			break;
 	}
 	if (i == sizeof(ops) / sizeof(ops[0])) {
