@@ -568,6 +568,8 @@ init_once(void)
 	if (done)
 		return;
 	done = 1;
+	/* the poll timer too is a libevent timer, which warp() fires */
+	ptimer_timerfd = 0;
 	jalloc_install();	/* as the daemon does, before any value */
 	verbose = getenv("FUZZ_VERBOSE") != NULL;
 	allow_nul_keys = getenv("FUZZ_ALLOW_NUL_KEYS") != NULL;

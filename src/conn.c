@@ -91,7 +91,7 @@ int conns_count;
 static uint64_t next_serial = 1;
 static int shutting_down;
 
-static const struct timeval resume_tv = { 0, 1 };
+static const struct timeval resume_tv = { 0, 0 };
 
 static void	read_cb(evutil_socket_t, short, void *);
 static void	resume_cb(evutil_socket_t, short, void *);

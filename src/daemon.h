@@ -49,6 +49,14 @@ void	 log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	 fatalx(const char *, ...)
 	    __attribute__((format(printf, 1, 2), noreturn));
 
+/* ptimer.c: a one-shot timer with microsecond precision */
+struct ptimer;
+extern int	 ptimer_timerfd;
+struct ptimer	*ptimer_new(void (*)(void *), void *);
+void		 ptimer_arm(struct ptimer *, int us);
+int		 ptimer_armed(const struct ptimer *);
+void		 ptimer_free(struct ptimer *);
+
 /* acl.c: peer identities and who may do what */
 struct idlist {
 	unsigned	*ids;
@@ -470,6 +478,7 @@ void		 waiter_putback_key(key_t, const struct ipcb_msg *, size_t,
 void		 waiter_shutdown(void);
 int		 waiter_pending_putbacks(void);
 int		 waiter_count(void);
+void		 waiter_init(void);
 void		 waiter_exit(void);
 int		 payload_put(json_t *, const char *, size_t, enum encoding);
 void		 serve_senders(struct queue *, uint64_t);

@@ -412,7 +412,6 @@ main(int argc, char *argv[])
 	struct event *sigs[4];
 	const int signums[4] = { SIGINT, SIGTERM, SIGHUP, 0 };
 	int ch, test = 0, daemonize = 0, i, lost, pidfd = -1;
-	struct event_config *evcfg;
 	char err[1024];
 
 	jalloc_install();		/* before any jansson value */
@@ -482,13 +481,11 @@ main(int argc, char *argv[])
 	signal(SIGPIPE, SIG_IGN);
 	check_nofile();
 	event_set_log_callback(libevent_log);
-	/* precise timers: the poll timer runs at sub-millisecond intervals
-	 * during traffic (a timerfd instead of epoll's millisecond timeout) */
-	if ((evcfg = event_config_new()) == NULL ||
-	    event_config_set_flag(evcfg, EVENT_BASE_FLAG_PRECISE_TIMER) < 0 ||
-	    (base = event_base_new_with_config(evcfg)) == NULL)
+	/* no EVENT_BASE_FLAG_PRECISE_TIMER: it costs a timerfd_settime on
+	 * every loop pass; the one sub-millisecond timer is a ptimer */
+	if ((base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
-	event_config_free(evcfg);
+	waiter_init();
 	/* the journal's lock first: a second daemon on the same state_dir
 	 * stops before it touches any IPC object */
 	if (config->journal_slots > 0 && journal_open(config->state_dir,

@@ -26,7 +26,7 @@
 #define STARVE_MS	20	/* lock waits before queueing in the kernel */
 #define LOCK_SLICE_US	500	/* longest the loop then waits for it */
 
-static struct event *poll_ev;
+static struct ptimer *poll_timer;
 static int poll_us = HOT_US;	/* current adaptive interval */
 static uint64_t poll_due_us;
 static uint64_t last_traffic_ms;
@@ -673,7 +673,7 @@ waiter_fail_segment(struct segment *s, int code, const char *why)
 }
 
 static void
-poll_cb(evutil_socket_t fd, short ev, void *arg)
+poll_cb(void *arg)
 {
 	struct queue *q;
 	struct segment *s;
@@ -682,7 +682,7 @@ poll_cb(evutil_socket_t fd, short ev, void *arg)
 	uint64_t now = now_ms();
 	int total = 0;
 
-	(void)fd; (void)ev; (void)arg;
+	(void)arg;
 	stats.polls++;
 	queues_retired_serve(serve_senders, now);
 	TAILQ_FOREACH(s, &segments, entry)
@@ -735,18 +735,13 @@ waiter_consumer_acked(struct conn *c, long consumer)
 static void
 schedule(int us)
 {
-	struct timeval tv;
 	uint64_t due = now_us() + (uint64_t)us;
 
-	if (poll_ev == NULL && (poll_ev = evtimer_new(base, poll_cb,
-	    NULL)) == NULL)
-		fatalx("out of memory");
-	if (evtimer_pending(poll_ev, NULL) && poll_due_us <= due)
+	waiter_init();
+	if (ptimer_armed(poll_timer) && poll_due_us <= due)
 		return;
 	poll_due_us = due;
-	tv.tv_sec = us / 1000000;
-	tv.tv_usec = us % 1000000;
-	evtimer_add(poll_ev, &tv);
+	ptimer_arm(poll_timer, us);
 }
 
 /* The connection is going away: drop its waits without replying. */
@@ -867,10 +862,21 @@ waiter_pending_putbacks(void)
 	return n + queues_retired_putbacks();
 }
 
+/*
+ * The poll timer. The daemon makes it at start, so that its descriptor
+ * exists before clients can use up the descriptors; the test harnesses
+ * get it on first use, after each waiter_exit().
+ */
+void
+waiter_init(void)
+{
+	if (poll_timer == NULL)
+		poll_timer = ptimer_new(poll_cb, NULL);
+}
+
 void
 waiter_exit(void)
 {
-	if (poll_ev != NULL)
-		event_free(poll_ev);
-	poll_ev = NULL;
+	ptimer_free(poll_timer);
+	poll_timer = NULL;
 }

@@ -651,6 +651,70 @@ START_TEST(test_message_for_gone_client_is_put_back)
 }
 END_TEST
 
+/* ---- the poll timer's clock (src/ptimer.c) ---- */
+
+struct fires {
+	int		 n;
+	uint64_t	 at_us;
+};
+
+static void
+count_fire(void *arg)
+{
+	struct fires *f = arg;
+
+	f->n++;
+	f->at_us = now_us();
+}
+
+static int
+fired(void *arg)
+{
+	return ((struct fires *)arg)->n > 0;
+}
+
+/*
+ * Fires once, not before its time, and a later arm replaces an earlier
+ * one; both with its own timerfd (_i = 0) and as a libevent timer
+ * (_i = 1, as without timerfd and in the fuzzer).
+ */
+START_TEST(test_ptimer_fires_once_on_time)
+{
+	struct fires f = { 0, 0 };
+	struct ptimer *t;
+	uint64_t t0;
+
+	ptimer_timerfd = _i == 0;
+	t = ptimer_new(count_fire, &f);
+	ck_assert(!ptimer_armed(t));
+	t0 = now_us();
+	ptimer_arm(t, 3000);
+	ck_assert(ptimer_armed(t));
+	ck_assert(h_run_until(fired, &f, H_TIMEOUT_MS));
+	ck_assert_uint_ge(f.at_us - t0, 3000);
+	ck_assert(!ptimer_armed(t));
+	h_run_for(20);
+	ck_assert_int_eq(f.n, 1);
+
+	/* re-armed: the second setting counts, not the first */
+	f.n = 0;
+	t0 = now_us();
+	ptimer_arm(t, 4000);
+	ptimer_arm(t, 30000);
+	ck_assert(h_run_until(fired, &f, H_TIMEOUT_MS));
+	ck_assert_uint_ge(f.at_us - t0, 30000);
+	h_run_for(20);
+	ck_assert_int_eq(f.n, 1);
+
+	/* due at once */
+	f.n = 0;
+	ptimer_arm(t, 0);
+	ck_assert(h_run_until(fired, &f, H_TIMEOUT_MS));
+	ptimer_free(t);
+	ptimer_timerfd = 1;
+}
+END_TEST
+
 static Suite *
 waiter_suite(void)
 {
@@ -694,6 +758,11 @@ waiter_suite(void)
 	h_fixtures(tc);
 	tcase_add_test(tc, test_send_waits_for_room);
 	tcase_add_test(tc, test_send_cancel_and_timeout);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("ptimer");
+	h_fixtures(tc);
+	tcase_add_loop_test(tc, test_ptimer_fires_once_on_time, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }
