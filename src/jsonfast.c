@@ -257,23 +257,33 @@ load_big(const char *line, size_t len, json_error_t *jerr,
  * order: an object (whitespace as JSON allows it around every token)
  * whose keys are strings and whose values are strings, integers of at
  * most 18 digits (no leading zeros), true, false or null, where a string
- * holds printable ASCII only, with no escapes. Anything else - nesting,
- * reals, escapes, bytes >= 0x80 or control characters in a string, a
- * duplicate key, a syntax error - returns -1 and the line goes to
- * jansson, so every error, and every reply to an unusual line, is
- * jansson's as before. check_proto and fuzz_request compare the two on
+ * has no escapes and no control characters, a key is ASCII and a value is
+ * ASCII or UTF-8 that utf8_valid() passes (jansson's rules). Anything
+ * else - nesting, reals, escapes, control characters or bytes that are
+ * not UTF-8 in a string, a duplicate key, a syntax error - returns -1
+ * and the line goes to jansson, so every error, and every reply to an
+ * unusual line, is jansson's as before. check_proto and fuzz_request compare the two on
  * every line they see.
  */
 int	 proto_flat = 1;
 uint64_t proto_flat_lines;	/* lines load_flat took */
 
 
-/* p[*i] is '"': the plain string's bytes, *i moved past it; or NULL. */
+/* p[*i] is '"': the plain string's bytes, *i moved past it; or NULL.
+ * Values may be UTF-8 (keys, which are all ASCII, may not). */
 static const char *
-plain_string(const char *p, size_t *i, size_t len, size_t *n)
+plain_string(const char *p, size_t *i, size_t len, size_t *n, int utf8)
 {
 	size_t s = *i + 1, e = plain_run(p, s, len);
 
+	if (utf8 && e < len && (unsigned char)p[e] >= 0x80) {
+		/* UTF-8 text: valid by jansson's rules, or jansson's call */
+		while (e < len && (plain_byte[(unsigned char)p[e]] ||
+		    (unsigned char)p[e] >= 0x80))
+			e++;
+		if (utf8_valid(p + s, e - s) != e - s)
+			return NULL;
+	}
 	if (e >= len || p[e] != '"')
 		return NULL;
 	*n = e - s;
@@ -324,7 +334,7 @@ flat_value(const char *p, size_t *i, size_t len)
 
 	switch (p[*i]) {
 	case '"':
-		if ((s = plain_string(p, i, len, &n)) == NULL)
+		if ((s = plain_string(p, i, len, &n, 1)) == NULL)
 			return NULL;
 		return json_stringn_nocheck(s, n);
 	case 't':
@@ -392,7 +402,7 @@ load_flat(const char *p, size_t len, struct member *m, int max)
 		goto end;
 	for (;;) {
 		if (n == max || i >= len || p[i] != '"' ||
-		    (key = plain_string(p, &i, len, &klen)) == NULL)
+		    (key = plain_string(p, &i, len, &klen, 0)) == NULL)
 			goto fail;
 		i = skip_ws(p, i, len);
 		if (i >= len || p[i] != ':')

@@ -134,13 +134,26 @@ START_TEST(test_strings)
 	left("{\"a\":\"\\n\"}");		/* escapes: jansson's */
 	left("{\"a\":\"\\u0041\"}");
 	left("{\"a\\\"\":1}");
-	left("{\"a\":\"caf\xc3\xa9\"}");	/* UTF-8: jansson's */
+	/* UTF-8 in values, valid by jansson's rules; keys stay ASCII */
+	taken("{\"a\":\"caf\xc3\xa9\"}");
+	taken("{\"a\":\"\xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf\"}");
+	taken("{\"a\":\"\xef\xbf\xbf\"}");		/* U+FFFF */
+	left("{\"caf\xc3\xa9\":1}");
 	left("{\"a\":\"\xff\"}");
+	left("{\"a\":\"\xc3\"}");			/* cut short */
+	left("{\"a\":\"\xc3x\"}");
+	left("{\"a\":\"\xc0\xaf\"}");		/* overlong */
+	left("{\"a\":\"\xe0\x80\xaf\"}");
+	left("{\"a\":\"\xed\xa0\x80\"}");		/* a surrogate */
+	left("{\"a\":\"\xf4\x90\x80\x80\"}");	/* over U+10FFFF */
+	left("{\"a\":\"\x80\"}");			/* a lone continuation */
+	left("{\"a\":\"\xc3\xa9\\n\"}");		/* and an escape */
 	left("{\"a\":\"\x01\"}");
 	left("{\"a\":\"\t\"}");
 	left("{\"a\":\"unterminated}");
 	left("{\"a\":'single'}");
-	/* every byte that is not plain ASCII, in a value and in a key */
+	/* every byte that is not plain ASCII (alone: never UTF-8), in a
+	 * value and in a key */
 	for (c = 1; c < 256; c++) {
 		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\')
 			continue;
@@ -250,16 +263,19 @@ START_TEST(test_mutations_agree)
 		"{\"op\":\"queue.recv\",\"type\":-3,\"except\":true,"
 		    "\"timeout_ms\":0}",
 		"{ \"op\" : \"shm.put\" , \"var\" : 0, \"value\" : null }",
+		"{\"op\":\"queue.send\",\"type\":1,\"text\":\"\xc3\xa9t\xc3\xa9 "
+		    "\xe2\x82\xac \xf0\x9f\x98\x80\"}",
 	};
 	static const char alphabet[] = "{}[]:,\"\\ \t\r\n-+.eE0123456789"
-	    "truefalsnl\x7f\x80\xc3\xa9\x01";
+	    "truefalsnl\x7f\x01\x80\x82\x8f\x90\x98\x9f\xa0\xa9\xac"
+	    "\xaf\xbf\xc0\xc3\xe0\xe2\xed\xef\xf0\xf4\xff";
 	char line[256];
 	size_t len, k;
 	int i, m, took = 0, jok = 0, refused = 0;
 	json_t *j;
 
 	for (i = 0; i < 60000; i++) {
-		const char *s = seeds[rnd(3)];
+		const char *s = seeds[rnd(sizeof(seeds) / sizeof(seeds[0]))];
 
 		len = strlen(s);
 		memcpy(line, s, len);

@@ -940,9 +940,10 @@ START_TEST(test_flat_path_same_replies)
 		"{}",
 		"{\"op\":\"hello\",\"proto\":1}",
 		"{\"op\":\"shm.list\"}",
+		"{\"op\":\"queue.send\",\"type\":1,\"text\":\"caf\xc3\xa9\"}",
 	};
 	static const char *left[] = {
-		"{\"op\":\"queue.send\",\"type\":1,\"text\":\"caf\xc3\xa9\"}",
+		"{\"op\":\"queue.send\",\"type\":1,\"text\":\"caf\xc3\"}",
 		"{\"op\":\"queue.send\",\"type\":1,\"text\":\"a\\nb\"}",
 		"{\"op\":\"queue.send\",\"type\":1.5,\"text\":\"x\"}",
 		"{\"op\":\"queue.send\",\"type\":1,\"value\":[1,{}]}",
