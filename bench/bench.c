@@ -268,7 +268,8 @@ wanted(const char *name)
 	if (only == NULL)
 		return 1;
 	for (p = only; (p = strstr(p, name)) != NULL; p += n) {
-		if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+		if ((p == only || p[-1] == ',') &&
+		    (p[n] == ',' || p[n] == '\0'))
 			return 1;
 	}
 	return 0;

@@ -262,12 +262,11 @@ load_big(const char *line, size_t len, json_error_t *jerr,
  * else - nesting, reals, escapes, control characters or bytes that are
  * not UTF-8 in a string, a duplicate key, a syntax error - returns -1
  * and the line goes to jansson, so every error, and every reply to an
- * unusual line, is jansson's as before. check_proto and fuzz_request compare the two on
- * every line they see.
+ * unusual line, is jansson's as before. check_jsonfast, check_proto and
+ * fuzz_request compare the two on every line they see.
  */
 int	 proto_flat = 1;
 uint64_t proto_flat_lines;	/* lines load_flat took */
-
 
 /* p[*i] is '"': the plain string's bytes, *i moved past it; or NULL.
  * Values may be UTF-8 (keys, which are all ASCII, may not). */

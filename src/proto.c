@@ -51,13 +51,14 @@ struct op {
 static const struct op ops[] = {
 	{ "hello", op_hello, { { PN_PROTO, P_INT } } },
 	{ "stats", op_stats, { { PN_NONE, 0 } } },
-	{ "cancel", op_cancel, { { PN_TARGET, P_ANY }, { PN_CONSUMER, P_INT } } },
-	{ "queue.send", op_queue_send, { { PN_QUEUE, P_STR }, { PN_TYPE, P_INT },
-	    { PN_TEXT, P_STR }, { PN_DATA_B64, P_STR }, { PN_VALUE, P_ANY },
-	    { PN_TIMEOUT_MS, P_INT } } },
+	{ "cancel", op_cancel, { { PN_TARGET, P_ANY },
+	    { PN_CONSUMER, P_INT } } },
+	{ "queue.send", op_queue_send, { { PN_QUEUE, P_STR },
+	    { PN_TYPE, P_INT }, { PN_TEXT, P_STR }, { PN_DATA_B64, P_STR },
+	    { PN_VALUE, P_ANY }, { PN_TIMEOUT_MS, P_INT } } },
 	{ "queue.recv", op_queue_recv, { { PN_QUEUE, P_STR }, SELECTOR_PARAMS,
-	    { PN_TIMEOUT_MS, P_INT }, { PN_ENCODING, P_STR }, { PN_ACK, P_BOOL },
-	    { PN_ACK_TIMEOUT_MS, P_INT } } },
+	    { PN_TIMEOUT_MS, P_INT }, { PN_ENCODING, P_STR },
+	    { PN_ACK, P_BOOL }, { PN_ACK_TIMEOUT_MS, P_INT } } },
 	{ "queue.consume", op_queue_consume, { { PN_QUEUE, P_STR },
 	    SELECTOR_PARAMS, { PN_ENCODING, P_STR }, { PN_ACK, P_BOOL },
 	    { PN_ACK_TIMEOUT_MS, P_INT }, { PN_PREFETCH, P_INT } } },
@@ -438,7 +439,8 @@ dispatch(struct request *r, const struct member *m, int n)
 	}
 	r->op = json_string_value(op);
 	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
-		if (ops[i].name[0] == r->op[0] && strcmp(ops[i].name, r->op) == 0)
+		if (ops[i].name[0] == r->op[0] &&
+		    strcmp(ops[i].name, r->op) == 0)
 			break;
 	}
 	if (i == sizeof(ops) / sizeof(ops[0])) {
