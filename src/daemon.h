@@ -374,8 +374,8 @@ struct request {
  * the DOM (tests and the fuzzer lower it to reach the fast path). */
 extern size_t	 proto_big_line;
 extern uint64_t	 proto_fast_lines;	/* lines that took that path */
-/* Flat lines get their DOM from load_flat(), not jansson's lexer (tests
- * turn it off to compare the two). */
+/* Flat lines are parsed by load_flat(), not jansson's lexer (tests turn
+ * it off to compare the two). */
 extern int	 proto_flat;
 extern uint64_t	 proto_flat_lines;	/* lines that took that path */
 enum op_status { OP_DONE, OP_PARKED };

@@ -1,10 +1,12 @@
 /*
  * proto.c - protocol v1: one JSON object per line in, one reply line out.
  *
- * Decoding and validation happen here, once, for every op: the op table
+ * Decoding and validation happen here, once, for every op: the line's
+ * members come from load_flat() or jansson (src/jsonfast.c), the op table
  * lists each op's params and their JSON types, so an unknown or mistyped
- * param is refused with invalid_params naming it before any handler runs.
- * Handlers check ranges and meaning, and reply through reply_result() or
+ * param is refused with invalid_params naming it before any handler runs,
+ * and the others are bound to the request's slots (r->p[PN_*]). Handlers
+ * check ranges and meaning, and reply through reply_result() or
  * reply_error(), or park the request and reply later through the same path.
  */
 #include <stdarg.h>
