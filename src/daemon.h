@@ -15,6 +15,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/queue.h>
 #include <sys/types.h>
 
@@ -388,6 +389,16 @@ struct member {			/* one "key": value of a request */
 	size_t		 klen;
 	json_t		*v;
 };
+/* Whether m's key is key[0..klen): lengths, then first bytes, decide
+ * most comparisons before memcmp is called. */
+static inline int
+member_is(const struct member *m, const char *key, size_t klen)
+{
+	return m->klen == klen && (klen == 0 || (m->key[0] == key[0] &&
+	    memcmp(m->key, key, klen) == 0));
+}
+json_t	*members_get(const struct member *, int n, const char *key,
+	    size_t klen);
 int	 load_flat(const char *line, size_t len, struct member *, int max);
 void	 members_free(struct member *, int n);
 json_t	*load_flat_object(const char *line, size_t len);

@@ -358,16 +358,17 @@ value_ends(const char *p, size_t i, size_t len)
 	    p[i] == '\t' || p[i] == '\r' || p[i] == '\n');
 }
 
-/* A key that an earlier member has: jansson's duplicate, its call. */
-static int
-seen(const struct member *m, int n, const char *key, size_t klen)
+/* The value of the member with that key, or NULL. */
+json_t *
+members_get(const struct member *m, int n, const char *key, size_t klen)
 {
-	while (n-- > 0) {
-		if (m[n].klen == klen && (klen == 0 || (m[n].key[0] ==
-		    key[0] && memcmp(m[n].key, key, klen) == 0)))
-			return 1;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		if (member_is(&m[i], key, klen))
+			return m[i].v;
 	}
-	return 0;
+	return NULL;
 }
 
 void
@@ -409,7 +410,9 @@ load_flat(const char *p, size_t len, struct member *m, int max)
 		i = skip_ws(p, i + 1, len);
 		if (i >= len || (v = flat_value(p, &i, len)) == NULL)
 			goto fail;
-		if (!value_ends(p, i, len) || seen(m, n, key, klen)) {
+		/* a duplicate key is jansson's error to report */
+		if (!value_ends(p, i, len) ||
+		    members_get(m, n, key, klen) != NULL) {
 			json_decref(v);
 			goto fail;
 		}

@@ -325,27 +325,6 @@ type_ok(json_t *v, enum ptype t)
 	return 0;
 }
 
-static int
-key_is(const struct member *m, const char *name, size_t len)
-{
-	return m->klen == len && m->key[0] == name[0] &&
-	    memcmp(m->key, name, len) == 0;
-}
-
-/* The value of member name, or NULL. */
-static json_t *
-member_get(const struct member *m, int n, const char *name)
-{
-	size_t len = strlen(name);
-	int i;
-
-	for (i = 0; i < n; i++) {
-		if (key_is(&m[i], name, len))
-			return m[i].v;
-	}
-	return NULL;
-}
-
 /*
  * Every key must be one of the op's params, with the right JSON type;
  * each goes to its slot in r->p. The first bad member, in the order the
@@ -360,10 +339,11 @@ bind_params(struct request *r, const struct op *op, const struct member *m,
 	int i;
 
 	for (i = 0; i < n; i++) {
-		if (key_is(&m[i], "id", 2) || key_is(&m[i], "op", 2))
+		if (member_is(&m[i], "id", 2) || member_is(&m[i], "op", 2))
 			continue;
 		for (p = op->params; p->pn != PN_NONE; p++) {
-			if (key_is(&m[i], pnames[p->pn].s, pnames[p->pn].len))
+			if (member_is(&m[i], pnames[p->pn].s,
+			    pnames[p->pn].len))
 				break;
 		}
 		if (p->pn == PN_NONE) {
@@ -423,7 +403,7 @@ dispatch(struct request *r, const struct member *m, int n)
 	json_t *op;
 	size_t i;
 
-	r->id = member_get(m, n, "id");
+	r->id = members_get(m, n, "id", 2);
 	if (r->id != NULL && !id_ok(r->id)) {
 		r->id = NULL;
 		reply_error(r->conn, NULL, ERR_INVALID_REQUEST,
@@ -432,7 +412,7 @@ dispatch(struct request *r, const struct member *m, int n)
 		    MAX_ID_BYTES);
 		return;
 	}
-	op = member_get(m, n, "op");
+	op = members_get(m, n, "op", 2);
 	if (!json_is_string(op)) {
 		reply_error(r->conn, r->id, ERR_INVALID_REQUEST,
 		    json_pack("{s:s}", "param", "op"),
