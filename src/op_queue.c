@@ -131,8 +131,7 @@ get_payload(struct request *r, struct queue *q, long type, size_t *len)
 	struct ipcb_msg *m;
 	char *buf, *enc;
 
-	if (value != NULL && (r->p[PN_TEXT] ||
-	    r->p[PN_DATA_B64])) {
+	if (value != NULL && (r->p[PN_TEXT] || r->p[PN_DATA_B64])) {
 		bad_param(r, "value", "give exactly one of text, data_b64 "
 		    "or value");
 		return NULL;

@@ -208,8 +208,7 @@ op_shm_put(struct request *r)
 	    get_lock_timeout(r, s, &ms) < 0 ||
 	    get_address(r, s, &var, &offset) < 0)
 		return OP_DONE;
-	if (value != NULL && (r->p[PN_TEXT] ||
-	    r->p[PN_DATA_B64]))
+	if (value != NULL && (r->p[PN_TEXT] || r->p[PN_DATA_B64]))
 		return bad_param(r, "value",
 		    "give exactly one of text, data_b64 or value");
 	if (value != NULL && s->conf.format == SHM_RAW)
@@ -235,8 +234,7 @@ op_shm_put(struct request *r)
 	}
 	a->var = var;
 	a->offset = offset;
-	return waiter_lock(r->conn, r->id, s, IPCB_LOCK_WRITE,
-	    run_put, a, ms);
+	return waiter_lock(r->conn, r->id, s, IPCB_LOCK_WRITE, run_put, a, ms);
 }
 
 /* Point at the raw bytes of a serialized PHP string, or fail. */
@@ -410,8 +408,7 @@ op_shm_get(struct request *r)
 	}
 	a->whole = length == NULL;
 	a->length = length ? (size_t)json_integer_value(length) : 0;
-	return waiter_lock(r->conn, r->id, s, IPCB_LOCK_READ,
-	    run_get, a, ms);
+	return waiter_lock(r->conn, r->id, s, IPCB_LOCK_READ, run_get, a, ms);
 done:
 	free(a);
 	return OP_DONE;
