@@ -378,8 +378,12 @@ class SocketPhp(InteropBase):
 
         def drained():  # put-backs wait for room: drain until none is left
             got.extend(self.php_drain())
-            return (php.poll() is not None and self.messages() == 0 and
-                    self.ok({"op": "queue.stat"})["put_backs_pending"] == 0)
+            if php.poll() is None:
+                return False
+            # one snapshot of both: a put-back landing between two reads
+            # (pending 1 -> 0, queue 0 -> 1) would end the drain early
+            q = self.ok({"op": "queue.stat"}, self.side())
+            return q["messages"] == 0 and q["put_backs_pending"] == 0
         wait_for(drained, timeout=20)
         self.assertEqual(php.wait(10), 0)
         st = stats()
