@@ -676,10 +676,14 @@ fired(void *arg)
 /*
  * Fires once, not before its time, and a later arm replaces an earlier
  * one; both with its own timerfd (_i = 0) and as a libevent timer
- * (_i = 1, as without timerfd and in the fuzzer).
+ * (_i = 1, as without timerfd and in the fuzzer). A libevent timer counts
+ * from libevent's clock, which without EVENT_BASE_FLAG_PRECISE_TIMER is
+ * CLOCK_MONOTONIC_COARSE (a tick of up to 4 ms behind), so there it may
+ * fire that much before its time by our clock.
  */
 START_TEST(test_ptimer_fires_once_on_time)
 {
+	const uint64_t slack = _i == 0 ? 0 : 5000;
 	struct fires f = { 0, 0 };
 	struct ptimer *t;
 	uint64_t t0;
@@ -688,10 +692,10 @@ START_TEST(test_ptimer_fires_once_on_time)
 	t = ptimer_new(count_fire, &f);
 	ck_assert(!ptimer_armed(t));
 	t0 = now_us();
-	ptimer_arm(t, 3000);
+	ptimer_arm(t, 10000);
 	ck_assert(ptimer_armed(t));
 	ck_assert(h_run_until(fired, &f, H_TIMEOUT_MS));
-	ck_assert_uint_ge(f.at_us - t0, 3000);
+	ck_assert_uint_ge(f.at_us - t0 + slack, 10000);
 	ck_assert(!ptimer_armed(t));
 	h_run_for(20);
 	ck_assert_int_eq(f.n, 1);
@@ -700,9 +704,9 @@ START_TEST(test_ptimer_fires_once_on_time)
 	f.n = 0;
 	t0 = now_us();
 	ptimer_arm(t, 4000);
-	ptimer_arm(t, 30000);
+	ptimer_arm(t, 40000);
 	ck_assert(h_run_until(fired, &f, H_TIMEOUT_MS));
-	ck_assert_uint_ge(f.at_us - t0, 30000);
+	ck_assert_uint_ge(f.at_us - t0 + slack, 40000);
 	h_run_for(20);
 	ck_assert_int_eq(f.n, 1);
 
