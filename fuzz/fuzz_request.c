@@ -975,30 +975,14 @@ check_clean(void)
 	}
 }
 
-/* load_flat's DOM of a line, if it takes it, is jansson's. */
+/* load_flat's values of a line, if it takes it, are jansson's. */
 static void
 flat_agrees(const char *line, size_t len)
 {
-	json_t *f = load_flat_object(line, len), *j;
-	json_error_t e;
-	char *fd, *jd;
+	char why[2048];
 
-	if (f == NULL)
-		return;
-	j = json_loadb(line, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
-	    &e);
-	if (j == NULL)
-		fail("load_flat took a line jansson refuses (%s): %.*s", e.text,
-		    (int)len, line);
-	fd = json_dumps(f, JSON_COMPACT | JSON_ENCODE_ANY);
-	jd = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
-	if (fd == NULL || jd == NULL || strcmp(fd, jd) != 0)
-		fail("load_flat and jansson differ on %.*s:\n  %s\n  %s",
-		    (int)len, line, fd ? fd : "?", jd ? jd : "?");
-	free(fd);
-	free(jd);
-	json_decref(f);
-	json_decref(j);
+	if (load_flat_vs_jansson(line, len, why, sizeof(why)) < 0)
+		fail("%s", why);
 }
 
 int

@@ -401,7 +401,8 @@ json_t	*members_get(const struct member *, int n, const char *key,
 	    size_t klen);
 int	 load_flat(const char *line, size_t len, struct member *, int max);
 void	 members_free(struct member *, int n);
-json_t	*load_flat_object(const char *line, size_t len);
+int	 load_flat_vs_jansson(const char *line, size_t len, char *why,
+	    size_t whylen);
 
 void	 proto_line(struct conn *, const char *line, size_t len);
 void	 reply_result(struct conn *, json_t *id, json_t *result);

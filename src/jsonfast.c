@@ -438,12 +438,8 @@ fail:
 	return -1;
 }
 
-/*
- * What load_flat took, as the object jansson would have made of the line
- * (NULL where load_flat leaves the line to jansson): how check_jsonfast
- * and fuzz_request compare the two.
- */
-json_t *
+/* What load_flat took, as the object jansson would have made of it. */
+static json_t *
 load_flat_object(const char *line, size_t len)
 {
 	struct member m[64];
@@ -460,4 +456,44 @@ load_flat_object(const char *line, size_t len)
 			fatalx("out of memory");
 	}
 	return obj;
+}
+
+/*
+ * How check_jsonfast and fuzz_request hold load_flat to its promise: 0
+ * when it leaves the line to jansson, 1 when it takes it and jansson
+ * parses the line to the same values in the same order (compared as
+ * compact dumps, which tell 1 from "1" and 0 from false), -1 with why
+ * filled in when they differ.
+ */
+int
+load_flat_vs_jansson(const char *line, size_t len, char *why, size_t wlen)
+{
+	json_t *f = load_flat_object(line, len), *j;
+	json_error_t e;
+	char *fd = NULL, *jd = NULL;
+	int rc = 1;
+
+	if (f == NULL)
+		return 0;
+	j = json_loadb(line, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
+	    &e);
+	if (j == NULL) {
+		snprintf(why, wlen, "load_flat took a line jansson refuses "
+		    "(%s): %.*s", e.text, (int)len, line);
+		rc = -1;
+	} else {
+		fd = json_dumps(f, JSON_COMPACT | JSON_ENCODE_ANY);
+		jd = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+		if (fd == NULL || jd == NULL || strcmp(fd, jd) != 0) {
+			snprintf(why, wlen, "load_flat and jansson differ on "
+			    "%.*s:\n  load_flat: %s\n  jansson:   %s",
+			    (int)len, line, fd ? fd : "?", jd ? jd : "?");
+			rc = -1;
+		}
+	}
+	free(fd);
+	free(jd);
+	json_decref(f);
+	json_decref(j);
+	return rc;
 }
